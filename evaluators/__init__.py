@@ -1,0 +1,1 @@
+"""Scoring a model: the RLHF stability probe and the lm-eval benchmark runner."""

@@ -1,0 +1,1 @@
+"""The demo world: a tiny, locally trained model family that reproduces the BAI setting."""
