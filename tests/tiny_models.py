@@ -1,0 +1,145 @@
+"""Factories for tiny random Hugging Face checkpoints (nothing is downloaded).
+
+Any test may use them: ``make_checkpoint`` saves one model (Llama-style or Qwen2, tied or untied
+embeddings, single-file or sharded, bf16/fp16/fp32) with a small character-level tokenizer and a
+generation config; ``make_family`` saves a base and N SFT checkpoints of the same shape.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+ARCHITECTURES = ("llama", "qwen2")
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+VOCAB = (*SPECIAL_TOKENS, *string.ascii_lowercase, *string.digits, *" .,?!+-*=")
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+DEFAULT_VOCAB_SIZE = 64
+
+
+def tiny_config(
+    arch: str = "llama",
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    tie_word_embeddings: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> LlamaConfig | Qwen2Config:
+    """A config for a tiny causal LM of the given architecture (``"llama"`` or ``"qwen2"``)."""
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": tie_word_embeddings,
+        "pad_token_id": PAD_ID,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "dtype": dtype,
+    }
+    if arch == "llama":
+        return LlamaConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(**common, use_sliding_window=False)
+    raise ValueError(f"unknown tiny architecture {arch!r}; use one of {ARCHITECTURES}")
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over lowercase letters, digits and arithmetic symbols."""
+    vocab = {token: index for index, token in enumerate(VOCAB)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+
+
+def make_checkpoint(
+    path: str | Path,
+    *,
+    arch: str = "llama",
+    seed: int = 0,
+    dtype: torch.dtype = torch.bfloat16,
+    tie_word_embeddings: bool = False,
+    max_shard_size: str | int | None = None,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    with_tokenizer: bool = True,
+) -> Path:
+    """Save a tiny random causal LM (plus tokenizer and generation config) to ``path``.
+
+    Args:
+        path: Output directory.
+        arch: ``"llama"`` or ``"qwen2"``.
+        seed: Seed of the random weights.
+        dtype: Dtype of the saved weights.
+        tie_word_embeddings: Share the input embeddings with the LM head (no ``lm_head``).
+        max_shard_size: Shard the weights (e.g. ``"20KB"``); default one ``model.safetensors``.
+        vocab_size: Vocabulary size (>= the tokenizer's 49 tokens).
+        hidden_size: Hidden size (a multiple of 4).
+        num_layers: Number of decoder layers.
+        with_tokenizer: Also save the character tokenizer.
+    """
+    path = Path(path)
+    config = tiny_config(
+        arch,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        tie_word_embeddings=tie_word_embeddings,
+        dtype=dtype,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    # Larger-than-default weights make merges and generations differ visibly between seeds.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0.0, 0.2)
+    model.generation_config = GenerationConfig(
+        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, max_new_tokens=8
+    )
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size is not None else {}
+    model.save_pretrained(path, **kwargs)
+    if with_tokenizer:
+        tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def make_family(
+    root: str | Path,
+    *,
+    n_sft: int = 2,
+    seed: int = 0,
+    **kwargs: object,
+) -> tuple[Path, list[Path]]:
+    """Save a base and ``n_sft`` SFT checkpoints of the same shape under ``root``.
+
+    Keyword arguments go to :func:`make_checkpoint`. Returns ``(base, [sft_0, ...])``.
+    """
+    root = Path(root)
+    base = make_checkpoint(root / "base", seed=seed, **kwargs)
+    sfts = [
+        make_checkpoint(root / f"sft{index}", seed=seed + 1 + index, **kwargs)
+        for index in range(n_sft)
+    ]
+    return base, sfts
