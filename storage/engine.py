@@ -1,0 +1,199 @@
+"""Engines (one per URL, cached), the session scope, and database initialisation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from storage.exceptions import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidArgumentError,
+    StorageError,
+)
+
+#: How long a SQLite connection waits for another writer before giving up (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and pick our drivers (``postgresql://`` means psycopg 3).
+
+    Raises:
+        InvalidArgumentError: the URL cannot be parsed or names an unsupported database.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidArgumentError(f"invalid database URL {str(url)!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() in ("psycopg2", "psycopg"):
+            return parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername == "postgresql":
+            return parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    if backend == "sqlite":
+        return parsed
+    raise InvalidArgumentError(
+        f"unsupported database {backend!r} in URL "
+        f"{parsed.render_as_string(hide_password=True)!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def display_url(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    return normalize_url(url).render_as_string(hide_password=True)
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or bool(url.query.get("mode") == "memory")
+
+
+def _configure_sqlite(engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN instead of the sqlite3 module,
+        # which would otherwise open transactions lazily and always DEFERRED.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE): a DEFERRED transaction that
+        # reads and then writes fails at once with "database is locked" when another writer
+        # committed in between, whereas IMMEDIATE waits for the busy timeout.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine_for(url: str | URL) -> Engine:
+    """The engine for ``url``, created on first use and cached per URL in this process.
+
+    SQLite: the parent directory of the file is created; connections use WAL mode, enforce
+    foreign keys and wait up to 30 s for a busy database; transactions begin IMMEDIATE unless
+    the session is read-only. PostgreSQL: psycopg 3 with pre-ping.
+
+    Raises:
+        InvalidArgumentError: the URL is invalid or names an unsupported database.
+    """
+    parsed = normalize_url(url)
+    key = parsed.render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is not None:
+            return engine
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                memory = _is_sqlite_memory(parsed)
+                if memory:
+                    engine = create_engine(
+                        parsed,
+                        poolclass=StaticPool,
+                        connect_args={"check_same_thread": False},
+                    )
+                else:
+                    Path(parsed.database or "").expanduser().parent.mkdir(
+                        parents=True, exist_ok=True
+                    )
+                    engine = create_engine(
+                        parsed,
+                        connect_args={
+                            "check_same_thread": False,
+                            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                        },
+                    )
+                _configure_sqlite(engine, memory=memory)
+            else:
+                engine = create_engine(parsed, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise InvalidArgumentError(
+                f"cannot use database URL {display_url(parsed)!r}: {exc}"
+            ) from None
+        _engines[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine's connections and forget the engines (tests, forks)."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+def translate_error(exc: SQLAlchemyError, engine: Engine | None = None) -> StorageError:
+    """Map a SQLAlchemy error onto the storage error a caller can act on."""
+    where = f" ({display_url(engine.url)})" if engine is not None else ""
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
+    if isinstance(exc, IntegrityError):
+        return ConflictError(f"conflicting change{where}: {detail}")
+    if isinstance(exc, OperationalError):
+        return DatabaseUnavailableError(f"database unavailable{where}: {detail}")
+    return StorageError(f"database error{where}: {detail}")
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """A view of ``engine`` whose transactions are read-only (SQLite: DEFERRED)."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_begin="DEFERRED")
+    return engine.execution_options(postgresql_readonly=True)
+
+
+@contextmanager
+def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on any exception.
+
+    Objects loaded in the scope stay readable after it ends (``expire_on_commit=False``);
+    their relationships are not loaded unless a repository function says so.
+
+    Args:
+        engine: From :func:`create_engine_for` or :func:`init_database`.
+        read_only: Promise not to write. SQLite then starts a DEFERRED transaction that never
+            waits for writers; PostgreSQL runs it as a READ ONLY transaction.
+
+    Raises:
+        StorageError: (a subclass of) for every database error, rolled back.
+    """
+    bind = read_only_engine(engine) if read_only else engine
+    session = Session(bind=bind, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise translate_error(exc, engine) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,1 @@
+"""Alembic environment of the storage models (run through ``storage.migrate``)."""
