@@ -1,0 +1,61 @@
+"""``bai-sweep serve``: the REST API, plus one worker process unless ``--no-worker``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import typer
+
+from service.cli._app import app, console, user_errors
+from service.cli._service import load_settings
+
+#: Seconds the worker gets to stop at a trial boundary before it is killed.
+WORKER_STOP_TIMEOUT = 60.0
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(
+        None,
+        help="Address to listen on [default: BAI_SWEEP_HOST or 127.0.0.1]; a non-loopback "
+        "address needs BAI_SWEEP_API_TOKEN.",
+    ),
+    port: int | None = typer.Option(None, help="Port [default: BAI_SWEEP_PORT or 8000]."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Also run one worker (in a child process)."
+    ),
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) and run one worker beside it."""
+    import uvicorn
+
+    from service.app import create_app
+    from storage import display_url, init_database
+
+    settings = load_settings(host=host, port=port)
+    with user_errors():
+        init_database(settings.resolved_database_url)
+        shown = display_url(settings.resolved_database_url)
+    child = None
+    if worker:
+        # Its own process: the API process never starts Ray. Same process group, so a
+        # terminal's Ctrl-C reaches both; the API also stops it on its way out.
+        child = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=os.environ)
+    auth = "token required" if settings.api_token else "no token (loopback only)"
+    console.print(
+        f"bai-sweep API on http://{settings.host}:{settings.port} ({auth}), database {shown}"
+        + (f", worker pid {child.pid}" if child else ""),
+        highlight=False,
+    )
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(WORKER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

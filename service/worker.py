@@ -1,0 +1,185 @@
+"""The worker loop: take sweeps from the database queue and run them.
+
+Each iteration re-queues sweeps whose worker stopped heart-beating (they are resumed from
+their Optuna study by whoever claims them next), claims the oldest queued sweep atomically
+and hands it to :func:`sweeps.runner.run_sweep`, which heart-beats it, stops when a cancel is
+requested and sets its final status. Several workers share one queue (PostgreSQL:
+``FOR UPDATE SKIP LOCKED``).
+
+Stopping: the first SIGTERM / SIGINT stops claiming and asks the running sweep to stop at its
+next trial boundary; the sweep is then handed back to the queue for another worker to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from service.settings import Settings
+from storage import repository
+from storage.engine import session_scope
+from storage.models import Sweep, SweepStatus
+
+logger = logging.getLogger(__name__)
+
+
+class RunSweep(Protocol):
+    """The signature of :func:`sweeps.runner.run_sweep` the worker relies on."""
+
+    def __call__(
+        self,
+        *,
+        database_url: str,
+        sweep_id: str,
+        data_dir: Any,
+        worker_id: str,
+        ray_address: str | None = ...,
+        **options: Any,
+    ) -> Any: ...
+
+
+def default_worker_id() -> str:
+    """``host:pid:random`` — unique per process, readable in the sweeps table."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _real_run_sweep() -> RunSweep:
+    from sweeps.runner import run_sweep  # imports Ray: only in the worker process
+
+    return run_sweep
+
+
+class Worker:
+    """Claims and runs sweeps until told to stop.
+
+    Args:
+        settings: Database, data directory, Ray address and the timing settings.
+        engine: The database engine (schema migrated).
+        worker_id: Default :func:`default_worker_id`.
+        run_sweep: Default :func:`sweeps.runner.run_sweep`.
+        run_options: Extra keyword arguments for ``run_sweep``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        worker_id: str | None = None,
+        run_sweep: RunSweep | None = None,
+        run_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.worker_id = worker_id or default_worker_id()
+        self._run_sweep = run_sweep
+        self._run_options = dict(run_options or {})
+        self.stop_event = threading.Event()
+        self.current_sweep: str | None = None
+
+    def stop(self) -> None:
+        """Stop claiming; the running sweep (if any) stops at its next trial boundary."""
+        self.stop_event.set()
+
+    def reclaim_stale(self) -> repository.ReclaimResult:
+        """Re-queue the sweeps of workers that stopped heart-beating."""
+        with session_scope(self.engine) as session:
+            result = repository.reclaim_stale_sweeps(
+                session,
+                stale_after=timedelta(seconds=self.settings.stale_after),
+                max_attempts=self.settings.max_attempts,
+            )
+        for sweep_id in result.requeued:
+            logger.warning("sweep %s lost its worker: re-queued to resume", sweep_id)
+        for sweep_id in result.failed:
+            logger.error("sweep %s lost its worker too often: failed", sweep_id)
+        return result
+
+    def claim(self) -> Sweep | None:
+        """Claim the oldest queued sweep, or return ``None``."""
+        with session_scope(self.engine) as session:
+            return repository.claim_next_sweep(session, worker_id=self.worker_id)
+
+    def run_one(self) -> str | None:
+        """Reclaim stale sweeps, claim one and run it to its end.
+
+        Returns:
+            The id of the sweep run, or ``None`` if the queue was empty.
+        """
+        self.reclaim_stale()
+        if self.stop_event.is_set():
+            return None
+        sweep = self.claim()
+        if sweep is None:
+            return None
+        self.current_sweep = sweep.id
+        resume = " (resuming)" if sweep.attempts > 1 else ""
+        logger.info("worker %s runs sweep %s%s", self.worker_id, sweep.id, resume)
+        try:
+            self._execute(sweep)
+        finally:
+            self.current_sweep = None
+        return sweep.id
+
+    def _execute(self, sweep: Sweep) -> None:
+        run_sweep = self._run_sweep or _real_run_sweep()
+        try:
+            run_sweep(
+                database_url=self.settings.resolved_database_url,
+                sweep_id=sweep.id,
+                data_dir=self.settings.data_dir,
+                worker_id=self.worker_id,
+                ray_address=self.settings.ray_address,
+                heartbeat_interval=self.settings.heartbeat_interval,
+                should_stop=self.stop_event.is_set,
+                **self._run_options,
+            )
+        except Exception as exc:  # the runner records expected failures itself
+            logger.exception("sweep %s crashed", sweep.id)
+            self._fail_if_still_running(sweep.id, f"worker error: {type(exc).__name__}: {exc}")
+            return
+        if self.stop_event.is_set():
+            self._release(sweep.id)
+
+    def _fail_if_still_running(self, sweep_id: str, error: str) -> None:
+        with session_scope(self.engine) as session:
+            current = repository.get_sweep(session, sweep_id=sweep_id)
+            if current.status is SweepStatus.RUNNING and current.worker_id == self.worker_id:
+                repository.finish_sweep(
+                    session,
+                    sweep_id=sweep_id,
+                    status=SweepStatus.FAILED,
+                    error=error,
+                    worker_id=self.worker_id,
+                )
+
+    def _release(self, sweep_id: str) -> None:
+        with session_scope(self.engine) as session:
+            if repository.release_sweep(session, sweep_id=sweep_id, worker_id=self.worker_id):
+                logger.info("worker stopping: sweep %s handed back to the queue", sweep_id)
+
+    def run(self, *, max_sweeps: int | None = None, idle_exit: bool = False) -> int:
+        """Loop until :meth:`stop` (or ``max_sweeps`` sweeps ran, or the queue is empty with
+        ``idle_exit``).
+
+        Returns:
+            The number of sweeps run.
+        """
+        ran = 0
+        while not self.stop_event.is_set():
+            if self.run_one() is not None:
+                ran += 1
+                if max_sweeps is not None and ran >= max_sweeps:
+                    break
+                continue
+            if idle_exit:
+                break
+            self.stop_event.wait(self.settings.worker_poll_interval)
+        return ran
