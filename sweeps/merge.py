@@ -3,7 +3,9 @@
 Balanced Actor Initialization merges N SFT models and the pretrained base in two stages,
 ``M_sft = sum_i w_i M_i`` then ``M_bai = alpha M_base + (1 - alpha) M_sft``. Both stages are one
 linear combination with coefficients ``c_base = alpha`` and ``c_i = (1 - alpha) w_i``, so every
-output tensor is ``sum_k c_k T_k``, accumulated in float32 and cast to the output dtype.
+output tensor is ``sum_k c_k T_k``, accumulated in float32 and cast to the output dtype (float32
+outputs are accumulated in float64, so that they too are within one unit in the last place of
+the exact result).
 
 - :func:`preflight` reads only config files and safetensors headers and refuses incompatible
   checkpoints before anything is written.
@@ -77,11 +79,16 @@ _DTYPE_ALIASES = {
     "float16": "F16",
     "fp16": "F16",
     "half": "F16",
+    "f16": "F16",
+    "f32": "F32",
     "float32": "F32",
     "fp32": "F32",
     "float": "F32",
 }
 _TORCH_NAMES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+# Accumulation dtype per output dtype: float32 carries 16-bit results exactly enough, float32
+# results need float64.
+_ACCUMULATION = {"BF16": "F32", "F16": "F32", "F32": "F64", "F64": "F64"}
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _SIZE_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 # Config keys that must agree between inputs, with the name used in error messages.
@@ -329,15 +336,32 @@ def _check_device(device: str) -> str:
     return str(parsed)
 
 
-def _combine(coefficients: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
-    """``sum_k c_k stacked[k]`` for a float32 ``[K, n]`` stack: one fused float32 matmul.
+def _coefficient_tensors(
+    weights: Sequence[float], alpha: float, device: str
+) -> dict[torch.dtype, torch.Tensor]:
+    import torch
+
+    values = bai_coefficients(weights, alpha)
+    return {
+        dtype: torch.tensor(values, dtype=dtype, device=device)
+        for dtype in (torch.float32, torch.float64)
+    }
+
+
+def _combine(
+    coefficients: dict[torch.dtype, torch.Tensor], stacked: torch.Tensor, output_dtype: str
+) -> torch.Tensor:
+    """``sum_k c_k stacked[k]`` over a ``[K, n]`` stack: one fused matmul in the accumulation dtype.
 
     Both the streamed and the in-memory path call this on identically shaped inputs, so their
     results are bitwise equal.
     """
     import torch
 
-    return torch.mm(coefficients.view(1, -1), stacked).view(-1)
+    accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output_dtype]])
+    if stacked.dtype != accumulate:
+        stacked = stacked.to(accumulate)
+    return torch.mm(coefficients[accumulate].view(1, -1), stacked).view(-1)
 
 
 def merge_bai(
@@ -393,8 +417,6 @@ def merge_bai(
     plan = preflight(base, sfts)
     device = _check_device(device)
 
-    import torch
-
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     # Input hashes for the recipe are computed on a second thread while the merge runs.
@@ -403,8 +425,8 @@ def merge_bai(
         file: hasher.submit(sha256_file, file) for layout in plan.layouts for file in layout.files
     }
     try:
-        coefficients = torch.tensor(bai_coefficients(weights, alpha), dtype=torch.float32)
-        _stream_merge(plan, coefficients.to(device), staging, out_dtype, shard_size, on_tensor)
+        coefficients = _coefficient_tensors(weights, alpha, device)
+        _stream_merge(plan, coefficients, staging, out_dtype, shard_size, on_tensor, device)
         _write_metadata(
             plan,
             staging,
@@ -428,16 +450,16 @@ def merge_bai(
 
 def _stream_merge(
     plan: MergePlan,
-    coefficients: torch.Tensor,
+    coefficients: dict[torch.dtype, torch.Tensor],
     staging: Path,
     out_dtype: str | None,
     shard_size: int,
     on_tensor: Callable[[str, int], None] | None,
+    device: str,
 ) -> None:
     import torch
     from safetensors import safe_open
 
-    device = coefficients.device
     handles = {
         file: safe_open(str(file), framework="pt", device="cpu")
         for layout in plan.layouts
@@ -451,13 +473,15 @@ def _stream_merge(
             if output.dtype not in FLOAT_DTYPES:
                 merged = handles[infos[0].file].get_tensor(output.name)
             else:
+                accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
                 stacked = torch.empty(
-                    (len(infos), math.prod(output.shape)), dtype=torch.float32, device=device
+                    (len(infos), math.prod(output.shape)), dtype=accumulate, device=device
                 )
                 for row, info in enumerate(infos):
                     stacked[row].copy_(handles[info.file].get_tensor(info.name).reshape(-1))
                 target = getattr(torch, _TORCH_NAMES[output.dtype])
-                merged = _combine(coefficients, stacked).to(target).view(output.shape)
+                merged = _combine(coefficients, stacked, output.dtype).to(target)
+                merged = merged.view(output.shape)
             writer.write(output.name, merged)
             if on_tensor is not None:
                 on_tensor(output.name, output.nbytes)
@@ -497,7 +521,9 @@ def _write_metadata(
         "weights": weights,
         "alpha": alpha,
         "coefficients": bai_coefficients(weights, alpha),
-        "accumulation_dtype": "float32",
+        "accumulation_dtype": {
+            _TORCH_NAMES[d]: _TORCH_NAMES[_ACCUMULATION[d]] for d in dtypes if d in _ACCUMULATION
+        },
         "dtype": _TORCH_NAMES[out_dtype] if out_dtype else "/".join(map(_TORCH_NAMES.get, dtypes)),
         "tokenizer_from": str(tokenizer_dir.resolve()),
         "bai_sweep_version": _our_version(),
@@ -546,7 +572,8 @@ bai-sweep {recipe["bai_sweep_version"]}:
     M_sft = sum_i w_i * sft_i
     M_bai = alpha * base + (1 - alpha) * M_sft
 
-computed in one pass as `sum_k c_k * T_k` (float32 accumulation, output dtype {recipe["dtype"]}).
+computed in one pass as `sum_k c_k * T_k` (float32 accumulation, float64 for float32 outputs;
+output dtype {recipe["dtype"]}).
 
 | input | path | coefficient c_k |
 |---|---|---|
@@ -614,7 +641,8 @@ class MergeInputs:
     """Merge inputs loaded once (float32, stacked per tensor) to build many BAI actors in memory.
 
     Each floating tensor is held as one ``[K, numel]`` float32 stack (base first), so building
-    an actor costs one fused matmul per tensor. Memory: ``4 * K * num_parameters`` bytes.
+    a 16-bit actor costs one fused matmul per tensor (float32 actors accumulate in float64, as
+    on disk). Memory: ``4 * K * num_parameters`` bytes.
     """
 
     def __init__(
@@ -650,16 +678,14 @@ class MergeInputs:
 
         weights, alpha = validate_ratios(weights, alpha, len(self.plan.sfts), normalize=normalize)
         out_dtype = parse_dtype(dtype)
-        coefficients = torch.tensor(
-            bai_coefficients(weights, alpha), dtype=torch.float32, device=self.device
-        )
+        coefficients = _coefficient_tensors(weights, alpha, self.device)
         state: dict[str, torch.Tensor] = {}
         for output in self.plan.output_tensors(out_dtype):
             if output.name in self._passthrough:
                 state[output.name] = self._passthrough[output.name].clone()
                 continue
             target = getattr(torch, _TORCH_NAMES[output.dtype])
-            merged = _combine(coefficients, self._stacks[output.name])
+            merged = _combine(coefficients, self._stacks[output.name], output.dtype)
             state[output.name] = merged.to(target).view(output.shape)
         return state
 
@@ -735,7 +761,8 @@ def load_merge_inputs(
         if tensor.dtype not in FLOAT_DTYPES:
             passthrough[tensor.name] = handles[infos[0].file].get_tensor(tensor.name).to(device)
             continue
-        stacked = torch.empty((len(infos), math.prod(tensor.shape)), dtype=torch.float32)
+        exact = torch.float64 if any(info.dtype == "F64" for info in infos) else torch.float32
+        stacked = torch.empty((len(infos), math.prod(tensor.shape)), dtype=exact)
         for row, info in enumerate(infos):
             stacked[row].copy_(handles[info.file].get_tensor(info.name).reshape(-1))
         stacks[tensor.name] = stacked.to(device)

@@ -32,6 +32,7 @@ def tiny_config(
     *,
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     hidden_size: int = 32,
+    intermediate_size: int | None = None,
     num_layers: int = 2,
     tie_word_embeddings: bool = False,
     dtype: torch.dtype = torch.float32,
@@ -40,7 +41,7 @@ def tiny_config(
     common = {
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
-        "intermediate_size": 2 * hidden_size,
+        "intermediate_size": intermediate_size or 2 * hidden_size,
         "num_hidden_layers": num_layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
@@ -82,6 +83,7 @@ def make_checkpoint(
     max_shard_size: str | int | None = None,
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     hidden_size: int = 32,
+    intermediate_size: int | None = None,
     num_layers: int = 2,
     with_tokenizer: bool = True,
 ) -> Path:
@@ -96,6 +98,7 @@ def make_checkpoint(
         max_shard_size: Shard the weights (e.g. ``"20KB"``); default one ``model.safetensors``.
         vocab_size: Vocabulary size (>= the tokenizer's 49 tokens).
         hidden_size: Hidden size (a multiple of 4).
+        intermediate_size: MLP width (default twice the hidden size).
         num_layers: Number of decoder layers.
         with_tokenizer: Also save the character tokenizer.
     """
@@ -104,6 +107,7 @@ def make_checkpoint(
         arch,
         vocab_size=vocab_size,
         hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_layers=num_layers,
         tie_word_embeddings=tie_word_embeddings,
         dtype=dtype,

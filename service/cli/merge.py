@@ -89,7 +89,9 @@ def merge(
             )
     elapsed = time.perf_counter() - started
     console.print(
-        f"merged {plan.num_parameters:,} parameters into {out} in {elapsed:.1f} s", highlight=False
+        f"merged {plan.num_parameters:,} parameters into {out} in {elapsed:.1f} s",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -103,19 +105,19 @@ def _print_plan(
 ) -> None:
     from sweeps import merge as engine
 
-    for line in plan.describe():
-        console.print(line, highlight=False)
     coefficients = engine.bai_coefficients(ratios, alpha)
-    console.print(f"weights       {', '.join(f'{w:.6g}' for w in ratios)}", highlight=False)
-    console.print(f"alpha         {alpha:.6g}", highlight=False)
-    console.print(
-        "coefficients  " + ", ".join(f"{c:.6g}" for c in coefficients) + "  (base first)",
-        highlight=False,
-    )
-    console.print(f"output dtype  {out_dtype or 'as inputs'}", highlight=False)
     shards = engine.output_shard_names(plan, out_dtype, max_shard_size)
-    console.print(f"output        {out or '-'} ({len(shards)} shard(s))", highlight=False)
-    console.print("pre-flight    OK: checkpoints are compatible", highlight=False)
+    lines = [
+        *plan.describe(),
+        f"weights       {', '.join(f'{w:.6g}' for w in ratios)}",
+        f"alpha         {alpha:.6g}",
+        f"coefficients  {', '.join(f'{c:.6g}' for c in coefficients)}  (base first)",
+        f"output dtype  {out_dtype or 'as inputs'}",
+        f"output        {out or '-'} ({len(shards)} shard(s))",
+        "pre-flight    OK: checkpoints are compatible",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @contextmanager
