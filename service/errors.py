@@ -7,6 +7,7 @@ our side (an unreachable database, a bug) are 5xx.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -46,22 +47,26 @@ def status_for(exc: Exception) -> int:
 
 
 def _location(loc: tuple[object, ...]) -> str:
-    parts = [str(part) for part in loc]
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        where, rest = parts[0], parts[1:]
-        return f"{where} {'.'.join(rest)}" if rest else where
+    parts = [str(part) for part in loc if not str(part).startswith("function-")]
+    if parts and parts[0] == "body":
+        return ".".join(parts[1:])
+    if parts and parts[0] in ("query", "path", "header"):
+        return f"{parts[0]} {'.'.join(parts[1:])}".strip()
     return ".".join(parts)
 
 
-def describe_validation_errors(errors: list[dict[str, object]]) -> str:
+def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
     """One readable line from pydantic's error list: ``where: message; ...``."""
     messages = []
     for error in errors:
         loc = error.get("loc") or ()
-        where = _location(tuple(loc)) if isinstance(loc, (list, tuple)) else str(loc)
-        message = str(error.get("msg", "invalid value"))
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
-            message = f"malformed JSON: {error.get('ctx', {}).get('error', message)}"  # type: ignore[union-attr]
+            reason = (error.get("ctx") or {}).get("error", message)
+            at = loc[-1] if len(loc) > 1 else "?"
+            messages.append(f"malformed JSON at character {at}: {reason}")
+            continue
+        where = _location(tuple(loc))
         messages.append(f"{where}: {message}" if where else message)
     return "; ".join(messages) or "invalid request"
 

@@ -1,0 +1,157 @@
+"""Checks a sweep spec passes before the service queues it.
+
+The schema itself is checked by pydantic (``SweepSpec``). Here: every path in the spec exists
+and lies under one of the configured model roots *after* resolving symlinks and ``..`` (so
+neither can escape a root), the checkpoints are merge-compatible (the merge engine's
+header-only pre-flight: configs and safetensors headers, no tensor loads), and the benchmark
+task names are known. The queued spec holds the resolved absolute paths, so the worker reads
+exactly what was checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evaluators.benchmarks import BenchmarkConfig
+from evaluators.exceptions import UnknownTaskError
+from evaluators.tasks import SHIPPED_TASKS
+from sweeps.exceptions import SweepsError
+from sweeps.merge import preflight
+from sweeps.spec import SweepSpec
+
+
+class PathNotAllowedError(SweepsError):
+    """A path of the sweep spec is missing or lies outside the configured model roots."""
+
+
+def resolve_under_roots(value: str, roots: Sequence[Path], *, field: str) -> Path:
+    """Resolve a spec path and require it under one of ``roots``.
+
+    Relative paths are taken relative to the first root. Containment is checked on the fully
+    resolved path (symlinks followed, ``..`` collapsed) before existence, so the answer for a
+    path outside the roots never reveals whether it exists.
+
+    Raises:
+        PathNotAllowedError: the path is outside every root, or does not exist.
+    """
+    if not roots:
+        raise PathNotAllowedError("no model roots are configured (BAI_SWEEP_MODEL_ROOTS)")
+    path = Path(value)
+    if not path.is_absolute():
+        path = roots[0] / path
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise PathNotAllowedError(f"{field}: cannot resolve {value!r}: {exc}") from None
+    if not any(resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(str(root) for root in roots)
+        raise PathNotAllowedError(
+            f"{field}: {value!r} lies outside the allowed model roots ({allowed})"
+        )
+    if not resolved.exists():
+        raise PathNotAllowedError(f"{field}: {value!r} does not exist")
+    return resolved
+
+
+def _require_dir(path: Path, value: str, field: str) -> None:
+    if not path.is_dir():
+        raise PathNotAllowedError(f"{field}: {value!r} is not a directory")
+
+
+def _require_file(path: Path, value: str, field: str) -> None:
+    if not path.is_file():
+        raise PathNotAllowedError(f"{field}: {value!r} is not a file")
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs without running their ``!function`` tags."""
+
+
+def _ignore_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> None:
+    return None
+
+
+_TaskYamlLoader.add_multi_constructor("!", _ignore_tag)
+
+
+def _defined_task_names(include_paths: Iterable[Path]) -> set[str]:
+    names: set[str] = set()
+    for root in include_paths:
+        for path in sorted(root.glob("**/*.yaml")):
+            try:
+                config: Any = yaml.load(path.read_text(encoding="utf-8"), _TaskYamlLoader)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue  # the benchmark runner reports malformed task files in detail
+            if isinstance(config, dict):
+                for key in ("task", "group"):
+                    if isinstance(config.get(key), str):
+                        names.add(config[key])
+    return names
+
+
+def check_task_names(config: BenchmarkConfig, include_paths: Sequence[Path]) -> None:
+    """Require every benchmark task to be shipped or defined under ``include_paths``.
+
+    lm-eval's built-in tasks are not accepted here: indexing them takes seconds (too slow for
+    a request) and they only run when their data is already cached on the worker; run those
+    sweeps with ``bai-sweep run``.
+
+    Raises:
+        UnknownTaskError: naming the unknown tasks and the known ones.
+    """
+    known = set(SHIPPED_TASKS) | _defined_task_names(include_paths)
+    unknown = [name for name in config.task_names if name not in known]
+    if unknown:
+        raise UnknownTaskError(
+            f"unknown benchmark task(s): {', '.join(unknown)}; the service accepts the shipped "
+            f"tasks and tasks defined under benchmarks.include_path: {', '.join(sorted(known))}"
+        )
+
+
+def validate_spec(spec: SweepSpec, roots: Sequence[Path]) -> SweepSpec:
+    """Check what the schema cannot and return the spec with resolved absolute paths.
+
+    Args:
+        spec: A schema-valid spec (e.g. a REST body).
+        roots: Absolute, resolved model roots (``Settings.resolved_model_roots``).
+
+    Raises:
+        PathNotAllowedError: a path is outside the roots, missing or of the wrong kind.
+        SweepsError: (subclasses of) the checkpoints cannot be merged.
+        UnknownTaskError: an unknown benchmark task.
+    """
+    models = spec.models
+    base = resolve_under_roots(models.base, roots, field="models.base")
+    _require_dir(base, models.base, "models.base")
+    sfts = []
+    for index, value in enumerate(models.sft):
+        path = resolve_under_roots(value, roots, field=f"models.sft[{index}]")
+        _require_dir(path, value, f"models.sft[{index}]")
+        sfts.append(path)
+    reward = None
+    if models.reward is not None:
+        reward = resolve_under_roots(models.reward, roots, field="models.reward")
+        _require_dir(reward, models.reward, "models.reward")
+    prompts = resolve_under_roots(models.prompts, roots, field="models.prompts")
+    _require_file(prompts, models.prompts, "models.prompts")
+    include_paths = []
+    for index, value in enumerate(spec.benchmarks.include_path):
+        path = resolve_under_roots(str(value), roots, field=f"benchmarks.include_path[{index}]")
+        _require_dir(path, str(value), f"benchmarks.include_path[{index}]")
+        include_paths.append(path)
+    check_task_names(spec.benchmarks, include_paths)
+    preflight(base, sfts)
+    resolved_models = models.model_copy(
+        update={
+            "base": str(base),
+            "sft": [str(path) for path in sfts],
+            "reward": None if reward is None else str(reward),
+            "prompts": str(prompts),
+        }
+    )
+    resolved_benchmarks = spec.benchmarks.model_copy(update={"include_path": tuple(include_paths)})
+    return spec.model_copy(update={"models": resolved_models, "benchmarks": resolved_benchmarks})
