@@ -41,8 +41,6 @@ E = TypeVar("E", bound=enum.Enum)
 
 #: Largest page :func:`list_sweeps` and :func:`list_trials` return.
 MAX_PAGE_SIZE = 1000
-# Rows per multi-row INSERT: 14 columns x 500 rows stays far below SQLite's variable limit.
-_STEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -639,14 +637,15 @@ def record_steps(
     trial_id = _trial_id(session, sweep_id, trial_number)
     rows = {row["step"]: row for row in (_step_row(trial_id, step) for step in steps)}
     ordered = [rows[key] for key in sorted(rows)]
-    table = TrialStep.__table__
-    for start in range(0, len(ordered), _STEP_BATCH):
-        statement = _insert(session, table).values(ordered[start : start + _STEP_BATCH])
+    if ordered:
+        # One cached statement run as executemany: a multi-row VALUES would be compiled anew
+        # for every batch, which costs far more than the database work.
+        statement = _insert(session, TrialStep.__table__)
         statement = statement.on_conflict_do_update(
             index_elements=["trial_id", "step"],
             set_={name: statement.excluded[name] for name in (*STEP_METRICS, "extra")},
         )
-        session.execute(statement)
+        session.execute(statement, ordered)
     return len(ordered)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from storage import (
     claim_next_sweep,
     create_engine_for,
+    current_revision,
+    init_database,
     record_steps,
     session_scope,
     upsert_trial,
@@ -61,3 +63,10 @@ def die_mid_transaction(url: str, sweep_id: str, ready: Any) -> None:
         ready.set()
         time.sleep(120)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def migrate(url: str, barrier: Any, results: Any) -> None:
+    """Start up like a service process: migrate the database, racing the others."""
+    barrier.wait(timeout=60)
+    init_database(url)
+    results.put(current_revision(create_engine_for(url)))

@@ -7,11 +7,15 @@ import queue
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import optuna
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 
 from storage import (
+    Base,
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
@@ -21,13 +25,17 @@ from storage import (
     TrialState,
     TrialStep,
     claim_next_sweep,
+    create_engine_for,
     create_sweep,
+    current_revision,
     fail_running_trials,
     finish_sweep,
     get_front,
     get_sweep,
     get_trial,
+    head_revision,
     heartbeat,
+    init_database,
     latest_successful_sweep,
     list_sweeps,
     list_trials,
@@ -38,8 +46,11 @@ from storage import (
     request_cancel,
     session_scope,
     sweep_summary,
+    upgrade_database,
     upsert_trial,
 )
+from storage.engine import normalize_url
+from storage.migrate import VERSION_TABLE, include_name, include_object
 from tests.storage import _workers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -516,6 +527,54 @@ class TestStorageContract:
             trial = get_trial(session, sweep_id=sweep_id, number=0)
         assert [step.step for step in trial.steps] == list(range(70))
         assert all(step.reward == float(step.step) for step in trial.steps)
+
+    def test_migrations_upgrade_an_empty_database_once_and_leave_optuna_alone(
+        self, empty_database_url: str
+    ) -> None:
+        url = normalize_url(empty_database_url).render_as_string(hide_password=False)
+        engine = create_engine_for(url)
+        assert current_revision(engine) is None
+        optuna_storage = optuna.storages.RDBStorage(url)  # Optuna's tables come first
+        assert upgrade_database(engine) == (None, head_revision())
+        assert upgrade_database(engine) == (head_revision(), head_revision())
+        tables = set(inspect(engine).get_table_names())
+        assert {"bai_sweeps", "bai_trials", "bai_trial_steps", "bai_alembic_version"} <= tables
+        assert {"studies", "trials", "alembic_version"} <= tables  # Optuna's, untouched
+        # The migration creates exactly what the models declare; Optuna's tables are ignored.
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "include_name": include_name,
+                    "include_object": include_object,
+                    "compare_type": True,
+                    "version_table": VERSION_TABLE,
+                },
+            )
+            assert compare_metadata(context, Base.metadata) == []
+        study = optuna.create_study(storage=optuna_storage, study_name="bai-sweep-x")
+        study.optimize(lambda trial: trial.suggest_float("alpha", 0, 1), n_trials=2)
+        assert len(optuna.load_study(study_name="bai-sweep-x", storage=url).trials) == 2
+        optuna_storage.remove_session()
+        optuna_storage.engine.dispose()
+
+    def test_processes_starting_together_migrate_once(self, empty_database_url: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        barrier, results = context.Barrier(3), context.Queue()
+        processes = [
+            context.Process(target=_workers.migrate, args=(empty_database_url, barrier, results))
+            for _ in range(3)
+        ]
+        for process in processes:
+            process.start()
+        revisions = _collect(results, len(processes))
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        assert revisions == [head_revision()] * 3
+        engine = init_database(empty_database_url)
+        with session_scope(engine) as session:
+            create_sweep(session, name="after", spec=SPEC, n_trials=1)
 
 
 def _collect(results: multiprocessing.Queue, n: int) -> list:

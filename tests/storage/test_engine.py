@@ -1,0 +1,57 @@
+"""Engine set-up: URL handling, caching, SQLite pragmas, timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage import (
+    InvalidArgumentError,
+    create_engine_for,
+    display_url,
+    init_database,
+    normalize_url,
+    session_scope,
+)
+from storage.models import Sweep
+
+
+def test_normalize_url_picks_psycopg_and_rejects_other_databases() -> None:
+    assert normalize_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgresql+psycopg2://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite"
+    assert display_url("postgresql://u:secret@h/db") == "postgresql+psycopg://u:***@h/db"
+    with pytest.raises(InvalidArgumentError, match="unsupported database 'mysql'"):
+        normalize_url("mysql://u@h/db")
+    with pytest.raises(InvalidArgumentError, match="invalid database URL"):
+        normalize_url("no url at all")
+
+
+def test_sqlite_engine_is_cached_creates_its_directory_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "bai.db"
+    engine = init_database(f"sqlite:///{path}")
+    assert path.exists()
+    assert create_engine_for(f"sqlite:///{path}") is engine
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+
+
+def test_in_memory_sqlite_keeps_one_database_across_sessions() -> None:
+    engine = init_database("sqlite://")
+    with session_scope(engine) as session:
+        session.add(Sweep(name="m", spec={}, n_trials=1, study_name="memory-study"))
+    with session_scope(engine, read_only=True) as session:
+        assert session.query(Sweep).filter_by(study_name="memory-study").count() == 1
+
+
+def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
+    engine = init_database(f"sqlite:///{tmp_path / 'bai.db'}")
+    with pytest.raises(Exception, match="timezone-aware"), session_scope(engine) as session:
+        session.add(
+            Sweep(name="n", spec={}, n_trials=1, study_name="s", created_at=datetime(2026, 1, 1))
+        )
