@@ -1,0 +1,161 @@
+"""The probe's configuration and its per-step records (shared by the probe and its backends)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evaluators.exceptions import EvaluatorError
+from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, DEFAULT_WINDOW
+
+
+class ProbeConfig(BaseModel):
+    """Settings of one stability probe: a short RLHF run on a candidate actor."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: str = "trl-ppo"
+    """Name of the probe backend (see ``evaluators.backends``)."""
+    steps: int = Field(30, ge=1)
+    """Number of RL updates (one rollout batch each)."""
+    batch_size: int = Field(8, ge=2)
+    """Prompts per rollout batch."""
+    mini_batches: int = Field(1, ge=1)
+    """Mini-batches each rollout batch is split into for the PPO updates."""
+    ppo_epochs: int = Field(1, ge=1)
+    """Passes over each rollout batch."""
+    response_length: int = Field(128, ge=1)
+    """Maximum new tokens per response; a response without EOS is cut here (truncated)."""
+    temperature: float = Field(0.7, gt=0)
+    """Sampling temperature of the rollouts."""
+    kl_coef: float = Field(0.05, ge=0)
+    """Coefficient of the KL penalty to the reference (the frozen initial actor)."""
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """KL estimator (see TRL's PPOConfig)."""
+    learning_rate: float = Field(3e-6, gt=0)
+    """Constant learning rate of the actor and the value model."""
+    seed: int = 0
+    """Seed of sampling, data order and fresh weights (a CPU probe is deterministic)."""
+    missing_eos_penalty: float | None = Field(None, gt=0)
+    """Subtracted from the score of a response that never wrote EOS (None: no penalty)."""
+    value_model: Literal["auto", "reward", "actor"] = "auto"
+    """Initialise the value model from the reward model or from the actor's backbone with a
+    fresh scalar head; ``auto`` uses the reward model when there is one."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: CUDA with bf16 when available, CPU float32 otherwise."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory on large actors."""
+    early_stop: bool = True
+    """Stop as soon as a collapse is certain (the result is then flagged partial)."""
+    collapse_threshold: float = Field(DEFAULT_COLLAPSE_THRESHOLD, gt=0, le=1)
+    """Length retention below which the probe counts as collapsed."""
+    stability_window: int = Field(DEFAULT_WINDOW, ge=1)
+    """Rolling-mean window of the stability metrics, in steps."""
+    kl_budget: float = Field(DEFAULT_KL_BUDGET, gt=0)
+    """KL above which the stability score is scaled down."""
+    responses_per_step: int | None = Field(None, ge=0)
+    """Rollout responses kept in the result per step (None: all of them)."""
+
+    @model_validator(mode="after")
+    def _mini_batches_divide_batch(self) -> ProbeConfig:
+        if self.batch_size % self.mini_batches:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of mini_batches "
+                f"({self.mini_batches})"
+            )
+        return self
+
+
+class StopReason(StrEnum):
+    """Why a probe ended."""
+
+    COMPLETED = "completed"
+    """All configured steps ran."""
+    COLLAPSED = "collapsed"
+    """Stopped early: the response length collapsed beyond recovery of the verdict."""
+    DIVERGED = "diverged"
+    """Stopped: a loss or a logged statistic became NaN or infinite."""
+
+
+class StepMetrics(BaseModel):
+    """What one RL update measured (step 1's rollout comes from the untrained actor)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int
+    """1-based update number."""
+    length_mean: float
+    """Mean response length in tokens, up to and including EOS (truncated: full length)."""
+    length_p10: float
+    length_p50: float
+    length_p90: float
+    truncated_fraction: float
+    """Fraction of responses that never wrote EOS (cut at ``response_length``)."""
+    eos_rate: float
+    """Fraction of responses that ended with EOS (``1 - truncated_fraction``)."""
+    reward_mean: float
+    """Mean score the trainer used (reward model or rule, after any missing-EOS penalty)."""
+    reward_std: float
+    """Standard deviation of the per-response scores."""
+    rlhf_reward: float
+    """Mean score plus the (negative) KL penalty."""
+    kl: float
+    """Mean sequence KL between the actor and the reference on the rollouts."""
+    entropy: float
+    """Mean sequence entropy estimate (sum of -log p over the response tokens)."""
+    token_entropy: float
+    """``entropy / length_mean``: entropy per generated token."""
+    policy_loss: float
+    value_loss: float
+    approx_kl: float
+    """Mean approximate KL between the rollout policy and the updated policy."""
+    clip_fraction: float
+    """Fraction of policy-gradient terms clipped by PPO."""
+    elapsed_seconds: float
+    """Wall time since the probe started."""
+
+    def non_finite_fields(self) -> list[str]:
+        """Names of the fields holding NaN or an infinity."""
+        return [
+            name
+            for name, value in self.model_dump().items()
+            if isinstance(value, float) and not math.isfinite(value)
+        ]
+
+
+class ProbeResponse(BaseModel):
+    """One recorded rollout response, exactly as the trainer scored it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int
+    prompt: str
+    response: str
+    """Decoded response (special tokens skipped)."""
+    response_ids: list[int]
+    """Generated token ids up to and including EOS (all of them if truncated)."""
+    length: int
+    truncated: bool
+    """True if the response never wrote EOS."""
+    score: float
+    """Score the trainer used for this response."""
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    fraction = position - lower
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * fraction
+
+
+class InvalidProbeInputError(EvaluatorError):
+    """The probe's inputs (prompts, tokenizer, actor, reward) cannot be used together."""
