@@ -328,6 +328,33 @@ def claim_next_sweep(
     return session.scalars(statement).first()
 
 
+def claim_sweep(
+    session: Session, *, sweep_id: str, worker_id: str, now: datetime | None = None
+) -> Sweep | None:
+    """Atomically move queued sweep ``sweep_id`` to ``running`` for ``worker_id``.
+
+    For callers that run one particular sweep (``bai-sweep run``) rather than the oldest one.
+
+    Returns:
+        The claimed sweep, or ``None`` if it is not (or no longer) queued.
+    """
+    now = now or utc_now()
+    statement = (
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.QUEUED)
+        .values(
+            status=SweepStatus.RUNNING,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            started_at=func.coalesce(Sweep.started_at, _at(now)),
+            attempts=Sweep.attempts + 1,
+        )
+        .returning(Sweep)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(statement).first()
+
+
 def heartbeat(
     session: Session, *, sweep_id: str, worker_id: str, now: datetime | None = None
 ) -> HeartbeatResult:
