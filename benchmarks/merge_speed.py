@@ -42,7 +42,8 @@ ACTOR_RATIOS = [
     for w, a in zip([i / 9 for i in range(10)], [0.1 * i for i in range(10)], strict=True)
 ]
 
-# The floor: import torch, read every input tensor, write an output of the same size.
+# The floor: import torch, read every input tensor (into memory), write an output of the same
+# size in shards of the same size, with safetensors' own writer.
 FLOOR_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -69,7 +70,10 @@ FLOOR_SCRIPT = textwrap.dedent(
         shard, filled = {}, 0
     for handle in handles[0]:
         for name in handle.keys():
-            tensors = [next(h for h in hs if name in h.keys()).get_tensor(name) for hs in handles]
+            # get_tensor is a zero-copy view of the mmap: clone() really reads the bytes.
+            tensors = [
+                next(h for h in hs if name in h.keys()).get_tensor(name).clone() for hs in handles
+            ]
             nbytes = tensors[0].numel() * tensors[0].element_size()
             if shard and filled + nbytes > max_shard:
                 flush()
