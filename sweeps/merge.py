@@ -759,7 +759,8 @@ def load_merge_inputs(
     for tensor in plan.tensors:
         infos = [layout.tensors[tensor.name] for layout in plan.layouts]
         if tensor.dtype not in FLOAT_DTYPES:
-            passthrough[tensor.name] = handles[infos[0].file].get_tensor(tensor.name).to(device)
+            data = handles[infos[0].file].get_tensor(tensor.name)
+            passthrough[tensor.name] = data.clone().to(device)  # not a view of the file's mmap
             continue
         exact = torch.float64 if any(info.dtype == "F64" for info in infos) else torch.float32
         stacked = torch.empty((len(infos), math.prod(tensor.shape)), dtype=exact)
