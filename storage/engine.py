@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,6 +149,19 @@ def dispose_engines() -> None:
         _engines.clear()
     for engine in engines:
         engine.dispose()
+
+
+def _forget_engines_after_fork() -> None:
+    # A forked child must not touch the parent's pooled connections: drop them unclosed
+    # (closing would end the parent's sessions) and start with fresh engines.
+    global _engines_lock
+    _engines_lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
 
 
 def translate_error(exc: SQLAlchemyError, engine: Engine | None = None) -> StorageError:

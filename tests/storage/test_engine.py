@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from sqlalchemy import text
 from storage import (
     InvalidArgumentError,
     create_engine_for,
+    create_sweep,
     display_url,
     init_database,
+    list_sweeps,
     normalize_url,
     session_scope,
 )
@@ -55,3 +58,24 @@ def test_naive_datetimes_are_refused(tmp_path: Path) -> None:
         session.add(
             Sweep(name="n", spec={}, n_trials=1, study_name="s", created_at=datetime(2026, 1, 1))
         )
+
+
+def test_a_forked_child_gets_its_own_engine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bai.db'}"
+    engine = init_database(url)
+    with session_scope(engine) as session:
+        create_sweep(session, name="parent", spec={}, n_trials=1)
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if it got a fresh, working engine
+        code = 1
+        try:
+            child_engine = create_engine_for(url)
+            with session_scope(child_engine) as session:
+                create_sweep(session, name="child", spec={}, n_trials=1)
+            code = 0 if child_engine is not engine else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with session_scope(engine, read_only=True) as session:
+        assert list_sweeps(session).total == 2
