@@ -29,12 +29,11 @@ from sweeps.pareto import Direction, hypervolume, pareto_front
 
 #: Stability metrics shown in the front table when the probe reports them.
 KEY_STABILITY_METRICS = (
-    "score",
     "length_retention",
-    "length_growth",
+    "length_trend",
     "reward_dip",
-    "recovery_steps",
-    "final_kl",
+    "kl_final",
+    "entropy_drop",
 )
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
 CURVES = (("length_mean", "mean response length"), ("reward", "reward"), ("kl", "KL"))

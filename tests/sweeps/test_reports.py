@@ -41,7 +41,7 @@ def _data() -> SweepReportData:
             "complete",
             "baseline",
             {"stability": 0.2, "benchmark": 0.6},
-            {"score": 0.2, "length_retention": 0.4},
+            {"stability": 0.2, "length_retention": 0.4},
             steps=_steps(20, -3),
             finished_at=T0 + timedelta(minutes=1),
         ),
@@ -52,7 +52,7 @@ def _data() -> SweepReportData:
             "complete",
             "baseline",
             {"stability": 0.3, "benchmark": 0.3},
-            {"score": 0.3},
+            {"stability": 0.3, "kl_final": 0.3},
             steps=_steps(40, -5),
             finished_at=T0 + timedelta(minutes=2),
         ),
@@ -63,7 +63,7 @@ def _data() -> SweepReportData:
             "complete",
             "paper",
             {"stability": 0.8, "benchmark": 0.4},
-            {"score": 0.8, "length_retention": 1.1},
+            {"stability": 0.8, "length_retention": 1.1},
             steps=_steps(30, 2),
             finished_at=T0 + timedelta(minutes=4),
         ),
@@ -132,7 +132,7 @@ def test_report_files(tmp_path: Path) -> None:
     assert payload["counts"] == {"complete": 5, "failed": 1}
     assert payload["trials"][5]["objectives"]["stability"] is None  # NaN is not valid JSON
     markdown = (out / "report.md").read_text()
-    assert "| #2 | paper | (0.500, 0.500) | 0.500 | 0.8 | 0.4 | 0.8 | 1.1 |" in markdown
+    assert "| #2 | paper | (0.500, 0.500) | 0.500 | 0.8 | 0.4 | 1.1 |" in markdown
     assert "![Trials and Pareto front](pareto.png)" in markdown
     assert "#3 w=(0.30, 0.70) a=0.20: failed — NaN loss at step 2" in markdown
 
@@ -146,11 +146,10 @@ def test_front_table_columns() -> None:
         "alpha",
         "stability",
         "benchmark",
-        "score",
         "length_retention",
     ]
     assert rows[1][:2] == ["#4", "sampled"]
-    assert rows[1][-2:] == ["–", "–"]
+    assert rows[1][-1] == "–"
 
 
 def test_html_is_self_contained() -> None:

@@ -1,0 +1,129 @@
+"""Nightly comparison, exit codes and the resume-or-create claim of ``bai-sweep run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage import init_database, repository, session_scope
+from sweeps.exceptions import SweepRunError
+from sweeps.nightly import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    claim_for_run,
+    compare_sweeps,
+    exit_code,
+)
+from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord
+from sweeps.spec import SweepSpec
+
+OBJECTIVES = [ObjectiveInfo("stability", "maximize", 0.0), ObjectiveInfo("kl", "minimize", 1.0)]
+
+
+def _data(sweep_id: str, *points: tuple[float, float], objectives=OBJECTIVES) -> SweepReportData:
+    trials = [
+        TrialRecord(i, (0.5, 0.5), 0.5, "complete", None, {"stability": s, "kl": k})
+        for i, (s, k) in enumerate(points)
+    ]
+    return SweepReportData(sweep_id, "nightly", "succeeded", objectives, trials, n_trials=4)
+
+
+def test_first_run_has_nothing_to_compare() -> None:
+    comparison = compare_sweeps(_data("a", (0.5, 0.5)), None, tolerance=0.02)
+    assert not comparison.regressed
+    assert comparison.hypervolume == pytest.approx(0.25)
+    assert "no previous successful sweep" in comparison.lines()[0]
+
+
+def test_equal_or_better_is_not_a_regression() -> None:
+    previous = _data("a", (0.5, 0.5))
+    assert not compare_sweeps(_data("b", (0.5, 0.5)), previous, tolerance=0.0).regressed
+    assert not compare_sweeps(_data("b", (0.6, 0.4), (0.5, 0.5)), previous, tolerance=0.0).regressed
+
+
+def test_small_drop_within_tolerance() -> None:
+    previous = _data("a", (0.5, 0.5))
+    comparison = compare_sweeps(_data("b", (0.49, 0.5)), previous, tolerance=0.02)
+    assert not comparison.regressed
+    assert comparison.hypervolume < comparison.previous_hypervolume
+
+
+def test_hypervolume_and_best_value_regressions() -> None:
+    previous = _data("a", (0.8, 0.2), (0.3, 0.1))
+    current = _data("b", (0.5, 0.3))
+    comparison = compare_sweeps(current, previous, tolerance=0.02)
+    assert comparison.regressed
+    text = "\n".join(comparison.lines())
+    assert "hypervolume fell from" in text
+    assert "best stability went from 0.8000 to 0.5000" in text
+    assert "best kl went from 0.1000 to 0.3000" in text  # minimised: higher is worse
+
+
+def test_different_reference_points_are_not_compared_by_hypervolume() -> None:
+    other = [ObjectiveInfo("stability", "maximize", 0.0), ObjectiveInfo("kl", "minimize", 5.0)]
+    previous = _data("a", (0.5, 0.5), objectives=other)
+    comparison = compare_sweeps(_data("b", (0.5, 0.5)), previous, tolerance=0.0)
+    assert not comparison.hypervolume_comparable and not comparison.regressed
+    assert "not comparable" in comparison.lines()[0]
+
+
+def test_no_completed_trial_is_a_regression() -> None:
+    empty = SweepReportData("b", "nightly", "succeeded", OBJECTIVES, [], n_trials=4)
+    comparison = compare_sweeps(empty, _data("a", (0.5, 0.5)), tolerance=0.02)
+    assert comparison.regressed
+
+
+def test_exit_codes() -> None:
+    ok = compare_sweeps(_data("b", (0.5, 0.5)), _data("a", (0.5, 0.5)), tolerance=0.0)
+    bad = compare_sweeps(_data("b", (0.1, 0.5)), _data("a", (0.5, 0.5)), tolerance=0.0)
+    assert exit_code("succeeded", ok) == EXIT_OK == 0
+    assert exit_code("succeeded", None) == EXIT_OK
+    assert exit_code("succeeded", bad) == EXIT_REGRESSION == 3
+    assert exit_code("failed", ok) == EXIT_FAILED == 1
+    assert exit_code("cancelled", None) == EXIT_FAILED
+    with pytest.raises(ValueError):
+        compare_sweeps(_data("b"), None, tolerance=-1)
+
+
+def _spec(name: str = "nightly") -> SweepSpec:
+    models = {"base": "/b", "sft": ["/s"], "reward": "/r", "prompts": "/p"}
+    return SweepSpec.parse({"name": name, "models": models, "search": {"n_trials": 5}})
+
+
+def test_claim_for_run_creates_then_resumes(tmp_path: Path) -> None:
+    engine = init_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = _spec()
+    with session_scope(engine) as session:
+        first = claim_for_run(session, spec=spec, worker_id="w1", worker_alive=lambda s: True)
+    assert not first.resumed
+    with (
+        session_scope(engine) as session,
+        pytest.raises(SweepRunError, match="being run by worker w1"),
+    ):
+        claim_for_run(session, spec=spec, worker_id="w2", worker_alive=lambda s: True)
+    with session_scope(engine) as session:
+        again = claim_for_run(session, spec=spec, worker_id="w2", worker_alive=lambda s: False)
+        sweep = repository.get_sweep(session, sweep_id=again.sweep_id)
+    assert again.resumed and again.sweep_id == first.sweep_id
+    assert sweep.worker_id == "w2" and sweep.attempts == 2
+    with session_scope(engine) as session:
+        fresh = claim_for_run(
+            session, spec=spec, worker_id="w3", worker_alive=lambda s: False, fresh=True
+        )
+        other = claim_for_run(
+            session, spec=_spec("other"), worker_id="w3", worker_alive=lambda s: False
+        )
+    assert not fresh.resumed and fresh.sweep_id != first.sweep_id
+    assert not other.resumed
+
+
+def test_claim_for_run_ignores_a_changed_spec(tmp_path: Path) -> None:
+    engine = init_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with session_scope(engine) as session:
+        first = claim_for_run(session, spec=_spec(), worker_id="w1", worker_alive=lambda s: False)
+    changed = _spec().model_copy(update={"export_front": True})
+    with session_scope(engine) as session:
+        second = claim_for_run(session, spec=changed, worker_id="w1", worker_alive=lambda s: False)
+    assert second.sweep_id != first.sweep_id and not second.resumed
