@@ -42,6 +42,7 @@ from evaluators.tasks import DEFAULT_REPORT, DEFAULT_SELECTION, SHIPPED_TASKS, T
 if TYPE_CHECKING:
     from lm_eval.api.group import Group
     from lm_eval.api.task import Task
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -491,9 +492,10 @@ def _task_generation_budget(model: PreTrainedModel) -> Iterator[None]:
 class BenchmarkRunner:
     """Loads the configured tasks once, then scores any number of models with them.
 
-    Every :meth:`score` wraps the model in a fresh lm-eval ``HFLM`` (cheap: the model is not
-    copied) and runs ``lm_eval.simple_evaluate`` on the already-loaded tasks, with no response
-    cache, so scores never leak between different weights. All models must share the tokenizer.
+    :meth:`score` runs ``lm_eval.simple_evaluate`` on the already-loaded tasks through an
+    lm-eval ``HFLM`` wrapper (a fresh one per bare model: cheap, the model is not copied; or one
+    from :meth:`wrap`, reusable while the weights change in place), with no response cache, so
+    scores never leak between different weights. All models must share the tokenizer.
 
     Raises (at construction):
         UnknownTaskError, MalformedTaskError, TaskDataUnavailableError, BenchmarkConfigError.
@@ -533,21 +535,37 @@ class BenchmarkRunner:
                         f"is {max_length} tokens; set a smaller max_gen_toks"
                     )
 
-    def score(self, model: PreTrainedModel) -> BenchmarkResult:
-        """Score ``model`` (moved to the runner's device; its train/eval mode is restored)."""
-        import lm_eval
+    def wrap(self, model: PreTrainedModel) -> HFLM:
+        """An lm-eval ``HFLM`` around ``model`` (moved to the runner's device), for :meth:`score`.
+
+        Keep it to score the same model object again after changing its weights in place: the
+        wrapper holds no state that depends on the weights.
+        """
         from lm_eval.models.huggingface import HFLM
 
-        started = time.perf_counter()
         model.to(self.device)  # no-op when it is already there
-        was_training = model.training
-        lm = HFLM(pretrained=model, tokenizer=self.tokenizer, batch_size=self.config.batch_size)
-        self._check_generation_budget(lm.max_length)
+        return HFLM(pretrained=model, tokenizer=self.tokenizer, batch_size=self.config.batch_size)
+
+    def score(self, model: PreTrainedModel | HFLM) -> BenchmarkResult:
+        """Score ``model``, or the model inside a wrapper from :meth:`wrap`.
+
+        A bare model is moved to the runner's device and wrapped afresh. The model is put in
+        eval mode while scored, then given back its train/eval mode.
+        """
+        import lm_eval
+        from lm_eval.api.model import LM
+
+        started = time.perf_counter()
+        hf_model = model.model if isinstance(model, LM) else model
+        was_training = hf_model.training  # before HFLM(...), which switches to eval mode
+        lm = model if isinstance(model, LM) else self.wrap(model)
         seed = self.config.seed
         max_gen_toks = self.config.max_gen_toks
         gen_kwargs = {"max_gen_toks": max_gen_toks} if max_gen_toks else None
         try:
-            with _preserved_rng_state(), _task_generation_budget(model):
+            self._check_generation_budget(lm.max_length)
+            hf_model.eval()
+            with _preserved_rng_state(), _task_generation_budget(hf_model):
                 raw = lm_eval.simple_evaluate(
                     model=lm,
                     tasks=list(self._tasks.values()),
@@ -566,7 +584,7 @@ class BenchmarkRunner:
                     fewshot_random_seed=seed,
                 )
         finally:
-            model.train(was_training)
+            hf_model.train(was_training)
         if raw is None:
             raise BenchmarkConfigError("lm-eval returned no results (not the main process)")
         return result_from_lm_eval(raw, self.config, wall_time_s=time.perf_counter() - started)

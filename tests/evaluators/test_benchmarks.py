@@ -378,3 +378,18 @@ def test_evaluate_checkpoint_loads_model_and_tokenizer(tiny_dirs, tmp_path: Path
     with pytest.raises(ModelLoadError, match="does not exist"):
         evaluate_checkpoint(tmp_path / "missing", config)
     assert issubclass(ModelLoadError, EvaluatorError)
+
+
+def test_a_kept_wrapper_follows_weights_swapped_in_place(tiny_dirs, tokenizer) -> None:
+    runner = BenchmarkRunner(_small(selection=["bai_arith_mc"], report=[]), tokenizer)
+    model_a, model_b = _load(tiny_dirs[0]), _load(tiny_dirs[1])
+    expected_a, expected_b = runner.score(model_a), runner.score(model_b)
+    assert expected_a.per_task != expected_b.per_task, "the two tiny models must score apart"
+
+    actor = _load(tiny_dirs[0])
+    wrapper = runner.wrap(actor)
+    assert runner.score(wrapper).per_task == expected_a.per_task
+    actor.load_state_dict(model_b.state_dict())
+    actor.train()  # e.g. trained in place in between: scoring must still run in eval mode
+    assert runner.score(wrapper).per_task == expected_b.per_task
+    assert actor.training
