@@ -576,16 +576,19 @@ def upsert_trial(
 
     Raises:
         NotFoundError: no such sweep.
-        InvalidArgumentError: unknown state or seed kind.
+        InvalidArgumentError: unknown state or seed kind, or non-finite ratios.
     """
     state = _coerce_enum(TrialState, state, "trial state")
     seed = None if seed_kind is None else _coerce_enum(SeedKind, seed_kind, "seed kind")
+    ratios = [float(w) for w in weights] + [float(alpha)]
+    if not all(math.isfinite(value) for value in ratios):
+        raise InvalidArgumentError(f"weights and alpha must be finite: {list(weights)}, {alpha}")
     _require_sweep(session, sweep_id)
     values: dict[str, Any] = {
         "sweep_id": sweep_id,
         "number": number,
-        "weights": [float(w) for w in weights],
-        "alpha": float(alpha),
+        "weights": ratios[:-1],
+        "alpha": ratios[-1],
         "state": state,
         "seed_kind": seed,
         "objectives": None if objectives is None else _json_safe(dict(objectives)),

@@ -13,6 +13,7 @@ from storage import (
     current_revision,
     init_database,
     record_steps,
+    replace_front,
     session_scope,
     upsert_trial,
 )
@@ -70,3 +71,25 @@ def migrate(url: str, barrier: Any, results: Any) -> None:
     barrier.wait(timeout=60)
     init_database(url)
     results.put(current_revision(create_engine_for(url)))
+
+
+#: The two fronts :func:`replace_fronts` alternates between: members -> hypervolume.
+FRONTS = {(0, 1): 1.0, (2,): 2.0}
+
+
+def replace_fronts(url: str, sweep_id: str, rounds: int, barrier: Any, results: Any) -> None:
+    """Alternate the sweep's front between the two :data:`FRONTS`, racing readers."""
+    engine = create_engine_for(url)
+    barrier.wait(timeout=60)
+    fronts = list(FRONTS.items())
+    for round_ in range(rounds):
+        members, hypervolume = fronts[round_ % 2]
+        with session_scope(engine) as session:
+            replace_front(
+                session,
+                sweep_id=sweep_id,
+                members=list(members),
+                hypervolume=hypervolume,
+                reference_point=[0.0, 0.0],
+            )
+    results.put(rounds)

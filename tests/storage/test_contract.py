@@ -299,6 +299,8 @@ class TestStorageContract:
         assert _count(engine, Trial) == 1
         with pytest.raises(InvalidArgumentError), session_scope(engine) as session:
             upsert_trial(session, sweep_id=sweep_id, number=1, weights=[1.0], alpha=0, state="x")
+        with pytest.raises(InvalidArgumentError), session_scope(engine) as session:
+            upsert_trial(session, sweep_id=sweep_id, number=1, weights=[float("nan")], alpha=0)
 
     def test_record_steps_redelivery_does_not_duplicate(self, engine: Engine) -> None:
         sweep_id = _running_sweep(engine)
@@ -527,6 +529,39 @@ class TestStorageContract:
             trial = get_trial(session, sweep_id=sweep_id, number=0)
         assert [step.step for step in trial.steps] == list(range(70))
         assert all(step.reward == float(step.step) for step in trial.steps)
+
+    def test_readers_see_a_whole_front_while_writers_replace_it(
+        self, engine: Engine, database_url: str
+    ) -> None:
+        sweep_id = _running_sweep(engine)
+        for number in range(3):
+            _trial(engine, sweep_id, number, state="complete")
+        context = multiprocessing.get_context("spawn")
+        barrier, results = context.Barrier(3), context.Queue()
+        writers = [
+            context.Process(
+                target=_workers.replace_fronts,
+                args=(database_url, sweep_id, 25, barrier, results),
+            )
+            for _ in range(2)
+        ]
+        for writer in writers:
+            writer.start()
+        barrier.wait(timeout=120)
+        while any(writer.is_alive() for writer in writers):
+            with session_scope(engine, read_only=True) as session:
+                front = get_front(session, sweep_id=sweep_id)
+            if front is not None:
+                members = tuple(member.trial_number for member in front.members)
+                assert members in _workers.FRONTS, f"a mixed front: {members}"
+                assert front.hypervolume == _workers.FRONTS[members]
+        assert _collect(results, len(writers)) == [25, 25]
+        for writer in writers:
+            writer.join(timeout=60)
+            assert writer.exitcode == 0
+        with session_scope(engine, read_only=True) as session:
+            final = get_front(session, sweep_id=sweep_id)
+        assert final is not None and final.revision == 50
 
     def test_migrations_upgrade_an_empty_database_once_and_leave_optuna_alone(
         self, empty_database_url: str
