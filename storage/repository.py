@@ -290,6 +290,16 @@ def list_sweeps(
     return _paginate(session, query, offset, limit)
 
 
+def _claim_values(worker_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "status": SweepStatus.RUNNING,
+        "worker_id": worker_id,
+        "heartbeat_at": now,
+        "started_at": func.coalesce(Sweep.started_at, _at(now)),
+        "attempts": Sweep.attempts + 1,
+    }
+
+
 def claim_next_sweep(
     session: Session, *, worker_id: str, now: datetime | None = None
 ) -> Sweep | None:
@@ -315,13 +325,7 @@ def claim_next_sweep(
     statement = (
         update(Sweep)
         .where(Sweep.id == oldest_queued, Sweep.status == SweepStatus.QUEUED)
-        .values(
-            status=SweepStatus.RUNNING,
-            worker_id=worker_id,
-            heartbeat_at=now,
-            started_at=func.coalesce(Sweep.started_at, _at(now)),
-            attempts=Sweep.attempts + 1,
-        )
+        .values(**_claim_values(worker_id, now))
         .returning(Sweep)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -342,13 +346,7 @@ def claim_sweep(
     statement = (
         update(Sweep)
         .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.QUEUED)
-        .values(
-            status=SweepStatus.RUNNING,
-            worker_id=worker_id,
-            heartbeat_at=now,
-            started_at=func.coalesce(Sweep.started_at, _at(now)),
-            attempts=Sweep.attempts + 1,
-        )
+        .values(**_claim_values(worker_id, now))
         .returning(Sweep)
         .execution_options(synchronize_session=False, populate_existing=True)
     )

@@ -25,6 +25,7 @@ from storage import (
     TrialState,
     TrialStep,
     claim_next_sweep,
+    claim_sweep,
     create_engine_for,
     create_sweep,
     current_revision,
@@ -186,6 +187,18 @@ class TestStorageContract:
         assert first.attempts == 1
         with session_scope(engine, read_only=True) as session:
             assert get_sweep(session, sweep_id=older).worker_id == "w1"
+
+    def test_claim_sweep_claims_one_particular_queued_sweep(self, engine: Engine) -> None:
+        older = _new_sweep(engine, at=T0)
+        newer = _new_sweep(engine, at=T0 + timedelta(seconds=1))
+        with session_scope(engine) as session:
+            claimed = claim_sweep(session, sweep_id=newer, worker_id="runner")
+            again = claim_sweep(session, sweep_id=newer, worker_id="other")
+            next_in_queue = claim_next_sweep(session, worker_id="w1")
+        assert claimed is not None and claimed.id == newer and claimed.worker_id == "runner"
+        assert claimed.status is SweepStatus.RUNNING and claimed.attempts == 1
+        assert again is None
+        assert next_in_queue is not None and next_in_queue.id == older
 
     def test_heartbeat_reports_ownership_and_cancel_requests(self, engine: Engine) -> None:
         sweep_id = _running_sweep(engine, worker_id="w1", at=T0)
