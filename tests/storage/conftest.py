@@ -35,14 +35,14 @@ def postgres_server_url() -> str:
     """The maintenance database URL, after checking that the server answers."""
     try:
         with psycopg.connect(_libpq(POSTGRES_SERVER_URL), connect_timeout=5):
-            pass
+            return POSTGRES_SERVER_URL
     except psycopg.Error as exc:
-        pytest.fail(
-            f"PostgreSQL is unreachable at {POSTGRES_SERVER_URL}: {exc}. The postgres tests "
-            "never skip: start the server (or deselect them with -m 'not postgres').",
-            pytrace=False,
-        )
-    return POSTGRES_SERVER_URL
+        problem = str(exc).strip().replace("\n", " ")
+    pytest.fail(
+        f"PostgreSQL is unreachable at {POSTGRES_SERVER_URL}: {problem}. The postgres tests "
+        "never skip: start the server (or deselect them with -m 'not postgres').",
+        pytrace=False,
+    )
 
 
 @contextmanager
