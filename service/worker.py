@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from types import FrameType
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -30,27 +33,12 @@ from storage.models import Sweep, SweepStatus
 logger = logging.getLogger(__name__)
 
 
-class RunSweep(Protocol):
-    """The signature of :func:`sweeps.runner.run_sweep` the worker relies on."""
-
-    def __call__(
-        self,
-        *,
-        database_url: str,
-        sweep_id: str,
-        data_dir: Any,
-        worker_id: str,
-        ray_address: str | None = ...,
-        **options: Any,
-    ) -> Any: ...
-
-
 def default_worker_id() -> str:
     """``host:pid:random`` — unique per process, readable in the sweeps table."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _real_run_sweep() -> RunSweep:
+def _real_run_sweep() -> Callable[..., Any]:
     from sweeps.runner import run_sweep  # imports Ray: only in the worker process
 
     return run_sweep
@@ -73,7 +61,7 @@ class Worker:
         engine: Engine,
         *,
         worker_id: str | None = None,
-        run_sweep: RunSweep | None = None,
+        run_sweep: Callable[..., Any] | None = None,
         run_options: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -83,10 +71,25 @@ class Worker:
         self._run_options = dict(run_options or {})
         self.stop_event = threading.Event()
         self.current_sweep: str | None = None
+        self._signals_installed = False
 
     def stop(self) -> None:
         """Stop claiming; the running sweep (if any) stops at its next trial boundary."""
         self.stop_event.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logger.warning(
+            "worker %s: %s received, stopping after handing back its sweep",
+            self.worker_id,
+            signal.Signals(signum).name,
+        )
+        self.stop()
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the worker gracefully (call from the main thread)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._signals_installed = True
 
     def reclaim_stale(self) -> repository.ReclaimResult:
         """Re-queue the sweeps of workers that stopped heart-beating."""
@@ -129,9 +132,33 @@ class Worker:
         return sweep.id
 
     def _execute(self, sweep: Sweep) -> None:
+        # The sweep runs in its own thread so that the main thread keeps our signal handlers:
+        # ray.init() in the main thread would replace SIGTERM's by one that exits at once.
+        results: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=self._run_in_thread, args=(sweep, results), name=f"sweep-{sweep.id}"
+        )
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+            if self._signals_installed:
+                # Ray's core worker installs a C-level SIGTERM handler that kills the process
+                # outright; take the signals back while the sweep runs.
+                self.install_signal_handlers()
+        error = results.get("error")
+        if error is not None:  # the runner records the failures it expects itself
+            logger.error("sweep %s crashed", sweep.id, exc_info=error)
+            self._fail_if_still_running(sweep.id, f"worker error: {type(error).__name__}: {error}")
+            return
+        status = getattr(results.get("outcome"), "status", None)
+        logger.info("sweep %s ended: %s", sweep.id, status)
+        if status == "stopped":
+            self._release(sweep.id)
+
+    def _run_in_thread(self, sweep: Sweep, results: dict[str, Any]) -> None:
         run_sweep = self._run_sweep or _real_run_sweep()
         try:
-            run_sweep(
+            results["outcome"] = run_sweep(
                 database_url=self.settings.resolved_database_url,
                 sweep_id=sweep.id,
                 data_dir=self.settings.data_dir,
@@ -139,14 +166,11 @@ class Worker:
                 ray_address=self.settings.ray_address,
                 heartbeat_interval=self.settings.heartbeat_interval,
                 should_stop=self.stop_event.is_set,
+                trust_remote_code=self.settings.trust_remote_code,
                 **self._run_options,
             )
-        except Exception as exc:  # the runner records expected failures itself
-            logger.exception("sweep %s crashed", sweep.id)
-            self._fail_if_still_running(sweep.id, f"worker error: {type(exc).__name__}: {exc}")
-            return
-        if self.stop_event.is_set():
-            self._release(sweep.id)
+        except Exception as exc:
+            results["error"] = exc
 
     def _fail_if_still_running(self, sweep_id: str, error: str) -> None:
         with session_scope(self.engine) as session:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import typer
 
@@ -36,16 +34,7 @@ def worker(
         shown = display_url(settings.resolved_database_url)
     runner = Worker(settings, engine)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        console.print(
-            f"worker {runner.worker_id}: {signal.Signals(signum).name} received, stopping "
-            "after the current trial",
-            highlight=False,
-        )
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    runner.install_signal_handlers()
     console.print(
         f"worker {runner.worker_id} on {shown} (Ray: {settings.ray_address or 'local'})",
         highlight=False,

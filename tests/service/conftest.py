@@ -17,7 +17,7 @@ import uvicorn
 from service.app import create_app
 from service.settings import Settings
 from storage import init_database
-from tests.tiny_models import make_checkpoint, make_family
+from tests.tiny_models import make_checkpoint, make_family, tiny_config, tiny_tokenizer
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -55,6 +55,19 @@ def live_server(settings: Settings) -> Iterator[str]:
         thread.join(10)
 
 
+def make_reward_model(path: Path) -> Path:
+    """A tiny random sequence-classification reward model (one label) with its tokenizer."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    config = tiny_config("llama", dtype=torch.float32)
+    config.num_labels = 1
+    torch.manual_seed(11)
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
 class ModelRoot:
     """Paths of the test model root (and of things outside it)."""
 
@@ -62,7 +75,7 @@ class ModelRoot:
         self.root = tmp / "models"
         self.outside = tmp / "outside"
         self.base, (self.sft_a, self.sft_b) = make_family(self.root, n_sft=2)
-        self.reward = make_checkpoint(self.root / "reward", seed=7)
+        self.reward = make_reward_model(self.root / "reward")
         self.prompts = self.root / "prompts.jsonl"
         self.prompts.write_text(
             "".join(
