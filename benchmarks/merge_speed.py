@@ -121,7 +121,7 @@ def make_checkpoints(root: Path, size: str) -> tuple[Path, list[Path]]:
     return paths[0], paths[1:]
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
+def run_measured(label: str, command: list[str]) -> tuple[float, float]:
     """Run ``command``; return its wall time (s) and its own peak RSS (MB)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -131,7 +131,9 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({process.returncode}): {stderr[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"  {label}: {elapsed:.2f} s, {peak_mb:.0f} MB", flush=True)
+    return elapsed, peak_mb
 
 
 def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.Namespace) -> dict:
@@ -144,7 +146,7 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
     for repeat in range(args.repeats):
         out = work / f"floor-{repeat}"
         floor_command = [sys.executable, "-c", FLOOR_SCRIPT, str(out), str(parse_size(shard))]
-        runs["floor"].append(run_measured([*floor_command, str(base), *map(str, sfts)]))
+        runs["floor"].append(run_measured("floor", [*floor_command, str(base), *map(str, sfts)]))
         shutil.rmtree(out)
         out = work / f"merge-{repeat}"
         command = [str(bai_sweep), "merge", "--base", str(base)]
@@ -154,7 +156,7 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
         command += ["--out", str(out), "--max-shard-size", shard]
         if repeat == 0:
             command += ["--export-mergekit", str(export)]
-        runs["bai-sweep merge"].append(run_measured(command))
+        runs["bai-sweep merge"].append(run_measured("bai-sweep merge", command))
         shutil.rmtree(out)
     if args.mergekit_python:
         runs["mergekit-multi"] = []
@@ -172,7 +174,7 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
             out, intermediate = work / f"mk-{repeat}", work / f"mk-intermediate-{repeat}"
             command = [str(mergekit), str(config), "--intermediate-dir", str(intermediate)]
             command += ["--out-path", str(out), "--no-lazy"]
-            runs["mergekit-multi"].append(run_measured(command))
+            runs["mergekit-multi"].append(run_measured("mergekit-multi", command))
             shutil.rmtree(out)
             shutil.rmtree(intermediate)
     return {
@@ -193,7 +195,8 @@ def measure_actors(base: Path, sfts: list[Path], repeats: int) -> dict:
     started = time.perf_counter()
     inputs = load_merge_inputs(base, sfts)
     load_s = time.perf_counter() - started
-    stacks = [inputs._stacks[t.name] for t in inputs.plan.tensors]  # the same tensors
+    # The same tensors, as one [K, numel] float32 stack per tensor.
+    stacks = [torch.cat(blocks, dim=1) for blocks in inputs._blocks.values()]
     dtype = torch.bfloat16
 
     def plain_combination(weights, alpha):

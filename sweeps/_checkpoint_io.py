@@ -8,7 +8,6 @@ stays bounded by a few tensors whatever the model size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Iterable
@@ -169,9 +168,16 @@ def _weight_files(path: Path, label: str) -> tuple[Path, ...]:
     )
 
 
-def sha256_file(file: Path, chunk_size: int = 8 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (the Hugging Face Hub's LFS object id)."""
-    digest = hashlib.sha256()
+#: The content hash recorded for every input file (xxHash3, 128 bits: ~10x faster than SHA-256,
+#: so hashing on a second thread stays cheaper than the merge itself).
+HASH_ALGORITHM = "xxh3_128"
+
+
+def hash_file(file: Path, chunk_size: int = 8 << 20) -> str:
+    """Hex :data:`HASH_ALGORITHM` digest of a file's bytes."""
+    import xxhash
+
+    digest = xxhash.xxh3_128()
     buffer = bytearray(chunk_size)
     view = memoryview(buffer)
     with file.open("rb", buffering=0) as handle:

@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
@@ -34,13 +34,14 @@ from sweeps._checkpoint_io import (
     CONFIG_FILE,
     FLOAT_DTYPES,
     GENERATION_CONFIG_FILE,
+    HASH_ALGORITHM,
     TOKENIZER_FILES,
     CheckpointLayout,
     OutputTensor,
     ShardedWriter,
+    hash_file,
     plan_shards,
     read_layout,
-    sha256_file,
     shard_file_names,
 )
 from sweeps.exceptions import (
@@ -72,6 +73,8 @@ __all__ = [
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 RECIPE_FILE = "bai_recipe.json"
 RATIO_TOLERANCE = 1e-6
+#: Columns per block of the one-pass combination (a float32 block of 3 inputs is 1.5 MB).
+BLOCK_ELEMENTS = 1 << 17
 
 _DTYPE_ALIASES = {
     "bfloat16": "BF16",
@@ -348,20 +351,43 @@ def _coefficient_tensors(
     }
 
 
-def _combine(
-    coefficients: dict[torch.dtype, torch.Tensor], stacked: torch.Tensor, output_dtype: str
+def _combine_blocks(
+    coefficients: dict[torch.dtype, torch.Tensor],
+    blocks: Iterable[torch.Tensor],
+    output: torch.Tensor,
+    output_dtype: str,
 ) -> torch.Tensor:
-    """``sum_k c_k stacked[k]`` over a ``[K, n]`` stack: one fused matmul in the accumulation dtype.
+    """Write ``sum_k c_k T_k`` into the flat ``output``, one ``[K, width]`` column block at a time.
 
-    Both the streamed and the in-memory path call this on identically shaped inputs, so their
-    results are bitwise equal.
+    Each block is one fused matmul in the accumulation dtype; blocks of :data:`BLOCK_ELEMENTS`
+    columns keep the intermediates in cache. The streamed and the in-memory path feed this the
+    same contiguous blocks, so their results are bitwise equal.
     """
     import torch
 
     accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output_dtype]])
-    if stacked.dtype != accumulate:
-        stacked = stacked.to(accumulate)
-    return torch.mm(coefficients[accumulate].view(1, -1), stacked).view(-1)
+    row = coefficients[accumulate].view(1, -1)
+    result = torch.empty((1, BLOCK_ELEMENTS), dtype=accumulate, device=output.device)
+    start = 0
+    for block in blocks:
+        width = block.shape[1]
+        if block.dtype != accumulate:
+            block = block.to(accumulate)
+        torch.mm(row, block, out=result[:, :width])
+        output[start : start + width].copy_(result[0, :width])
+        start += width
+    return output
+
+
+def _read_blocks(inputs: Sequence[torch.Tensor], buffer: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Yield ``[K, width]`` contiguous column blocks of the flat ``inputs``, reusing ``buffer``."""
+    numel = inputs[0].numel()
+    for start in range(0, numel, BLOCK_ELEMENTS):
+        width = min(BLOCK_ELEMENTS, numel - start)
+        block = buffer[: len(inputs) * width].view(len(inputs), width)
+        for row, tensor in enumerate(inputs):
+            block[row].copy_(tensor[start : start + width])
+        yield block
 
 
 def merge_bai(
@@ -422,7 +448,7 @@ def merge_bai(
     # Input hashes for the recipe are computed on a second thread while the merge runs.
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bai-hash")
     hashes = {
-        file: hasher.submit(sha256_file, file) for layout in plan.layouts for file in layout.files
+        file: hasher.submit(hash_file, file) for layout in plan.layouts for file in layout.files
     }
     try:
         coefficients = _coefficient_tensors(weights, alpha, device)
@@ -467,6 +493,7 @@ def _stream_merge(
     }
     outputs = plan.output_tensors(out_dtype)
     writer = ShardedWriter(staging, outputs, shard_size)
+    buffers: dict[torch.dtype, torch.Tensor] = {}
     try:
         for output in outputs:
             infos = [layout.tensors[output.name] for layout in plan.layouts]
@@ -474,13 +501,15 @@ def _stream_merge(
                 merged = handles[infos[0].file].get_tensor(output.name)
             else:
                 accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
-                stacked = torch.empty(
-                    (len(infos), math.prod(output.shape)), dtype=accumulate, device=device
-                )
-                for row, info in enumerate(infos):
-                    stacked[row].copy_(handles[info.file].get_tensor(info.name).reshape(-1))
+                if accumulate not in buffers:
+                    size = len(infos) * BLOCK_ELEMENTS
+                    buffers[accumulate] = torch.empty(size, dtype=accumulate, device=device)
+                # Zero-copy views of the inputs' mmaps: bytes are read block by block.
+                views = [handles[i.file].get_tensor(i.name).reshape(-1) for i in infos]
                 target = getattr(torch, _TORCH_NAMES[output.dtype])
-                merged = _combine(coefficients, stacked, output.dtype).to(target)
+                merged = torch.empty(math.prod(output.shape), dtype=target, device=device)
+                blocks = _read_blocks(views, buffers[accumulate])
+                merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
                 merged = merged.view(output.shape)
             writer.write(output.name, merged)
             if on_tensor is not None:
@@ -535,7 +564,7 @@ def _write_metadata(
 def _describe_input(layout: CheckpointLayout, hashes: dict[Path, str]) -> dict[str, object]:
     return {
         "path": str(layout.path.resolve()),
-        "sha256": {file.name: hashes[file] for file in layout.files},
+        HASH_ALGORITHM: {file.name: hashes[file] for file in layout.files},
     }
 
 
@@ -580,7 +609,7 @@ output dtype {recipe["dtype"]}).
 {table}
 
 Architecture `{plan.architecture}` ({plan.num_parameters:,} parameters). The exact recipe,
-with the SHA-256 of every input file, is in `{RECIPE_FILE}`.
+with a content hash ({HASH_ALGORITHM}) of every input file, is in `{RECIPE_FILE}`.
 """
 
 
@@ -640,15 +669,15 @@ def mergekit_yaml(
 class MergeInputs:
     """Merge inputs loaded once (float32, stacked per tensor) to build many BAI actors in memory.
 
-    Each floating tensor is held as one ``[K, numel]`` float32 stack (base first), so building
-    a 16-bit actor costs one fused matmul per tensor (float32 actors accumulate in float64, as
-    on disk). Memory: ``4 * K * num_parameters`` bytes.
+    Each floating tensor is held as float32 ``[K, width]`` column blocks (base first), so
+    building a 16-bit actor costs one fused matmul per block (float32 actors accumulate in
+    float64, as on disk). Memory: ``4 * K * num_parameters`` bytes.
     """
 
     def __init__(
         self,
         plan: MergePlan,
-        stacks: dict[str, torch.Tensor],
+        blocks: dict[str, list[torch.Tensor]],
         passthrough: dict[str, torch.Tensor],
         config: transformers.PretrainedConfig,
         generation_config: transformers.GenerationConfig | None,
@@ -661,7 +690,7 @@ class MergeInputs:
         self.config = config
         self.generation_config = generation_config
         self.device = device
-        self._stacks = stacks
+        self._blocks = blocks
         self._passthrough = passthrough
         self._buffers = buffers
 
@@ -685,8 +714,10 @@ class MergeInputs:
                 state[output.name] = self._passthrough[output.name].clone()
                 continue
             target = getattr(torch, _TORCH_NAMES[output.dtype])
-            merged = _combine(coefficients, self._stacks[output.name], output.dtype)
-            state[output.name] = merged.to(target).view(output.shape)
+            merged = torch.empty(math.prod(output.shape), dtype=target, device=self.device)
+            blocks = self._blocks[output.name]
+            merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
+            state[output.name] = merged.view(output.shape)
         return state
 
     def build_actor(
@@ -749,7 +780,7 @@ def load_merge_inputs(
 
     plan = preflight(base, sfts)
     device = _check_device(device)
-    stacks: dict[str, torch.Tensor] = {}
+    blocks: dict[str, list[torch.Tensor]] = {}
     passthrough: dict[str, torch.Tensor] = {}
     handles = {
         file: safe_open(str(file), framework="pt", device="cpu")
@@ -763,10 +794,9 @@ def load_merge_inputs(
             passthrough[tensor.name] = data.clone().to(device)  # not a view of the file's mmap
             continue
         exact = torch.float64 if any(info.dtype == "F64" for info in infos) else torch.float32
-        stacked = torch.empty((len(infos), math.prod(tensor.shape)), dtype=exact)
-        for row, info in enumerate(infos):
-            stacked[row].copy_(handles[info.file].get_tensor(info.name).reshape(-1))
-        stacks[tensor.name] = stacked.to(device)
+        views = [handles[info.file].get_tensor(info.name).reshape(-1) for info in infos]
+        buffer = torch.empty(len(infos) * BLOCK_ELEMENTS, dtype=exact)
+        blocks[tensor.name] = [block.to(device, copy=True) for block in _read_blocks(views, buffer)]
     del handles
     config = AutoConfig.from_pretrained(plan.base, trust_remote_code=trust_remote_code)
     generation_config = None
@@ -784,7 +814,7 @@ def load_merge_inputs(
     }
     del template
     return MergeInputs(
-        plan, stacks, passthrough, config, generation_config, buffers, device, trust_remote_code
+        plan, blocks, passthrough, config, generation_config, buffers, device, trust_remote_code
     )
 
 
