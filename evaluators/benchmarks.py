@@ -54,6 +54,9 @@ __all__ = [
     "TaskScore",
     "evaluate_benchmarks",
     "evaluate_checkpoint",
+    "load_checkpoint",
+    "render_shipped_tasks",
+    "resolve_device",
     "result_from_lm_eval",
 ]
 
@@ -414,7 +417,9 @@ def _load_task(manager: TaskManager, name: str) -> Task | Group:
 
 
 def _task_metric_keys(task: Task) -> list[str]:
-    filters = [f["name"] for f in task.config.filter_list or []] or ["none"]
+    """The ``metric,filter`` keys lm-eval will report for a leaf task."""
+    filter_list = getattr(getattr(task, "config", None), "filter_list", None) or []
+    filters = [f["name"] for f in filter_list] or ["none"]
     return [f"{metric},{filt}" for filt in filters for metric in task.aggregation()]
 
 
