@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -379,6 +380,21 @@ def _combine_blocks(
     return output
 
 
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run torch ops on one thread: on cache-sized blocks, thread hand-offs cost more than they
+    save (measured 10x slower with 2 threads on a busy 2-core machine), and it leaves the other
+    cores to the file hashing and to concurrent trials."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _read_blocks(inputs: Sequence[torch.Tensor], buffer: torch.Tensor) -> Iterator[torch.Tensor]:
     """Yield ``[K, width]`` contiguous column blocks of the flat ``inputs``, reusing ``buffer``."""
     numel = inputs[0].numel()
@@ -495,25 +511,26 @@ def _stream_merge(
     writer = ShardedWriter(staging, outputs, shard_size)
     buffers: dict[torch.dtype, torch.Tensor] = {}
     try:
-        for output in outputs:
-            infos = [layout.tensors[output.name] for layout in plan.layouts]
-            if output.dtype not in FLOAT_DTYPES:
-                merged = handles[infos[0].file].get_tensor(output.name)
-            else:
-                accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
-                if accumulate not in buffers:
-                    size = len(infos) * BLOCK_ELEMENTS
-                    buffers[accumulate] = torch.empty(size, dtype=accumulate, device=device)
-                # Zero-copy views of the inputs' mmaps: bytes are read block by block.
-                views = [handles[i.file].get_tensor(i.name).reshape(-1) for i in infos]
-                target = getattr(torch, _TORCH_NAMES[output.dtype])
-                merged = torch.empty(math.prod(output.shape), dtype=target, device=device)
-                blocks = _read_blocks(views, buffers[accumulate])
-                merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
-                merged = merged.view(output.shape)
-            writer.write(output.name, merged)
-            if on_tensor is not None:
-                on_tensor(output.name, output.nbytes)
+        with _single_threaded():
+            for output in outputs:
+                infos = [layout.tensors[output.name] for layout in plan.layouts]
+                if output.dtype not in FLOAT_DTYPES:
+                    merged = handles[infos[0].file].get_tensor(output.name)
+                else:
+                    accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
+                    if accumulate not in buffers:
+                        size = len(infos) * BLOCK_ELEMENTS
+                        buffers[accumulate] = torch.empty(size, dtype=accumulate, device=device)
+                    # Zero-copy views of the inputs' mmaps: bytes are read block by block.
+                    views = [handles[i.file].get_tensor(i.name).reshape(-1) for i in infos]
+                    target = getattr(torch, _TORCH_NAMES[output.dtype])
+                    merged = torch.empty(math.prod(output.shape), dtype=target, device=device)
+                    blocks = _read_blocks(views, buffers[accumulate])
+                    merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
+                    merged = merged.view(output.shape)
+                writer.write(output.name, merged)
+                if on_tensor is not None:
+                    on_tensor(output.name, output.nbytes)
         writer.finish()
     finally:
         writer.close()
@@ -709,15 +726,16 @@ class MergeInputs:
         out_dtype = parse_dtype(dtype)
         coefficients = _coefficient_tensors(weights, alpha, self.device)
         state: dict[str, torch.Tensor] = {}
-        for output in self.plan.output_tensors(out_dtype):
-            if output.name in self._passthrough:
-                state[output.name] = self._passthrough[output.name].clone()
-                continue
-            target = getattr(torch, _TORCH_NAMES[output.dtype])
-            merged = torch.empty(math.prod(output.shape), dtype=target, device=self.device)
-            blocks = self._blocks[output.name]
-            merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
-            state[output.name] = merged.view(output.shape)
+        with _single_threaded():
+            for output in self.plan.output_tensors(out_dtype):
+                if output.name in self._passthrough:
+                    state[output.name] = self._passthrough[output.name].clone()
+                    continue
+                target = getattr(torch, _TORCH_NAMES[output.dtype])
+                merged = torch.empty(math.prod(output.shape), dtype=target, device=self.device)
+                blocks = self._blocks[output.name]
+                merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
+                state[output.name] = merged.view(output.shape)
         return state
 
     def build_actor(
@@ -796,7 +814,9 @@ def load_merge_inputs(
         exact = torch.float64 if any(info.dtype == "F64" for info in infos) else torch.float32
         views = [handles[info.file].get_tensor(info.name).reshape(-1) for info in infos]
         buffer = torch.empty(len(infos) * BLOCK_ELEMENTS, dtype=exact)
-        blocks[tensor.name] = [block.to(device, copy=True) for block in _read_blocks(views, buffer)]
+        with _single_threaded():
+            copies = [block.to(device, copy=True) for block in _read_blocks(views, buffer)]
+        blocks[tensor.name] = copies
     del handles
     config = AutoConfig.from_pretrained(plan.base, trust_remote_code=trust_remote_code)
     generation_config = None
