@@ -49,6 +49,10 @@ def serve(
         + (f", worker pid {child.pid}" if child else ""),
         highlight=False,
     )
+    # uvicorn shuts down gracefully on SIGTERM / SIGINT, then re-raises the signal to the
+    # handlers it found: make those no-ops so that the worker is stopped below and we exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:

@@ -47,7 +47,9 @@ SweepId = Annotated[
         examples=["3f9c2a7b1d04"],
     ),
 ]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+#: Largest value of a 32-bit signed integer: bounds offsets and trial numbers for every database.
+MAX_INT32 = 2**31 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_INT32, description="Rows to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")]
 
 _SPEC_EXAMPLES = {
@@ -71,6 +73,7 @@ _SPEC_EXAMPLES = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SweepCreated,
     summary="Validate and queue a sweep",
+    responses={400: {"model": ErrorBody, "description": "The body could not be read"}},
 )
 def create_sweep(
     spec: Annotated[SweepSpec, Body(openapi_examples=_SPEC_EXAMPLES)],
@@ -165,7 +168,7 @@ def list_trials(
 )
 def get_trial(
     sweep_id: SweepId,
-    number: Annotated[int, Path(ge=0, le=2**31 - 1, description="Trial number.")],
+    number: Annotated[int, Path(ge=0, le=MAX_INT32, description="Trial number.")],
     engine: EngineDep,
 ) -> TrialDetail:
     """Parameters, objective values, stability and benchmark metrics, and every probe step."""

@@ -1,0 +1,150 @@
+"""The worker loop with fake sweep runners (the real runner is exercised in test_flow.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from service.settings import Settings
+from service.worker import Worker
+from storage import (
+    SweepStatus,
+    claim_next_sweep,
+    create_sweep,
+    finish_sweep,
+    get_sweep,
+    heartbeat,
+    init_database,
+    session_scope,
+)
+from storage.models import utc_now
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        data_dir=tmp_path, worker_poll_interval=0.05, heartbeat_interval=0.1, stale_after=1.0
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    return init_database(settings.resolved_database_url)
+
+
+def _queue(engine: Engine, name: str = "w") -> str:
+    with session_scope(engine) as session:
+        return create_sweep(session, name=name, spec={"name": name}, n_trials=1).id
+
+
+def _status(engine: Engine, sweep_id: str) -> Any:
+    with session_scope(engine) as session:
+        return get_sweep(session, sweep_id=sweep_id)
+
+
+class FakeRunner:
+    """Records its calls and ends each sweep as ``behaviour`` says."""
+
+    def __init__(self, engine: Engine, behaviour: Callable[[str, dict], str]) -> None:
+        self.engine = engine
+        self.behaviour = behaviour
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, **kwargs: Any) -> SimpleNamespace:
+        self.calls.append(kwargs)
+        self.thread = threading.current_thread()
+        status = self.behaviour(kwargs["sweep_id"], kwargs)
+        if status in ("succeeded", "failed", "cancelled"):
+            with session_scope(self.engine) as session:
+                finish_sweep(
+                    session,
+                    sweep_id=kwargs["sweep_id"],
+                    status=status,
+                    worker_id=kwargs["worker_id"],
+                )
+        return SimpleNamespace(status=status)
+
+
+def test_runs_queued_sweeps_oldest_first(settings: Settings, engine: Engine) -> None:
+    first, second = _queue(engine, "a"), _queue(engine, "b")
+    fake = FakeRunner(engine, lambda sweep_id, kwargs: "succeeded")
+    worker = Worker(settings, engine, worker_id="w1", run_sweep=fake)
+    assert worker.run(idle_exit=True) == 2
+    assert [call["sweep_id"] for call in fake.calls] == [first, second]
+    call = fake.calls[0]
+    assert call["database_url"] == settings.resolved_database_url
+    assert call["worker_id"] == "w1" and call["ray_address"] is None
+    assert call["heartbeat_interval"] == settings.heartbeat_interval
+    assert call["should_stop"]() is False
+    assert fake.thread is not threading.main_thread()  # signals stay with the main thread
+    assert _status(engine, first).status is SweepStatus.SUCCEEDED
+
+
+def test_a_crashing_runner_fails_the_sweep_and_the_worker_goes_on(
+    settings: Settings, engine: Engine
+) -> None:
+    broken, fine = _queue(engine, "broken"), _queue(engine, "fine")
+
+    def behaviour(sweep_id: str, kwargs: dict) -> str:
+        if sweep_id == broken:
+            raise RuntimeError("boom")
+        return "succeeded"
+
+    worker = Worker(settings, engine, run_sweep=FakeRunner(engine, behaviour))
+    assert worker.run(idle_exit=True) == 2
+    failed = _status(engine, broken)
+    assert failed.status is SweepStatus.FAILED and "RuntimeError: boom" in failed.error
+    assert _status(engine, fine).status is SweepStatus.SUCCEEDED
+
+
+def test_stop_hands_the_running_sweep_back(settings: Settings, engine: Engine) -> None:
+    sweep_id = _queue(engine)
+    worker = Worker(settings, engine, worker_id="w1")
+
+    def behaviour(sweep_id: str, kwargs: dict) -> str:
+        worker.stop()  # e.g. SIGTERM while the sweep runs
+        assert kwargs["should_stop"]() is True
+        return "stopped"
+
+    worker._run_sweep = FakeRunner(engine, behaviour)
+    assert worker.run() == 1
+    released = _status(engine, sweep_id)
+    assert released.status is SweepStatus.QUEUED and released.worker_id is None
+    assert worker.run() == 0  # stopped: claims nothing more
+
+
+def test_reclaims_stale_sweeps_and_resumes_them(settings: Settings, engine: Engine) -> None:
+    sweep_id = _queue(engine)
+    with session_scope(engine) as session:
+        claim_next_sweep(session, worker_id="dead", now=utc_now() - timedelta(seconds=30))
+    fake = FakeRunner(engine, lambda sweep_id, kwargs: "succeeded")
+    worker = Worker(settings, engine, worker_id="alive", run_sweep=fake)
+    assert worker.run_one() == sweep_id
+    resumed = _status(engine, sweep_id)
+    assert resumed.status is SweepStatus.SUCCEEDED and resumed.attempts == 2
+
+
+def test_fresh_heartbeats_are_not_reclaimed(settings: Settings, engine: Engine) -> None:
+    sweep_id = _queue(engine)
+    with session_scope(engine) as session:
+        claim_next_sweep(session, worker_id="busy")
+        heartbeat(session, sweep_id=sweep_id, worker_id="busy")
+    worker = Worker(settings, engine, run_sweep=FakeRunner(engine, lambda *_: "succeeded"))
+    assert worker.run_one() is None
+    assert _status(engine, sweep_id).worker_id == "busy"
+
+
+def test_gives_up_after_max_attempts(settings: Settings, engine: Engine) -> None:
+    sweep_id = _queue(engine)
+    settings = settings.model_copy(update={"max_attempts": 1})
+    with session_scope(engine) as session:
+        claim_next_sweep(session, worker_id="dead", now=utc_now() - timedelta(seconds=30))
+    worker = Worker(settings, engine, run_sweep=FakeRunner(engine, lambda *_: "succeeded"))
+    assert worker.run_one() is None
+    assert _status(engine, sweep_id).status is SweepStatus.FAILED
