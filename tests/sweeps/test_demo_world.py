@@ -1,0 +1,289 @@
+"""The demo world: tokenizer, cache, determinism, gates, and the built world's checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from sweeps.demo import (
+    DemoWorld,
+    Generation,
+    QualityGateError,
+    StageRecipe,
+    WorldRecipe,
+    build_world,
+    evaluate_generations,
+    generate,
+    load_world,
+)
+from sweeps.demo import world as world_module
+from sweeps.demo._tokenizer import build_tokenizer
+from sweeps.demo.problems import Problem, generate_problems
+from sweeps.exceptions import SweepsError
+
+# A world small enough to train in seconds; its gates are recorded but not enforced.
+TINY_STAGE = StageRecipe(steps=4, batch_size=4, learning_rate=1e-3)
+TINY = WorldRecipe(
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=1,
+    num_heads=2,
+    train_problems=300,
+    pretrain_documents=300,
+    base=TINY_STAGE,
+    instruct=TINY_STAGE,
+    reasoning=TINY_STAGE,
+    reward=TINY_STAGE,
+    reward_train_problems=50,
+    heldout_problems=8,
+    reward_heldout_problems=4,
+    probe_prompts=8,
+    max_new_tokens=8,
+    enforce_gates=False,
+)
+
+
+def _problem_of(question: str) -> Problem:
+    words = question.split()
+    assert words[:2] == ["what", "is"] and words[-1] == "?", question
+    terms = words[2:-1]
+    return Problem(tuple(int(t) for t in terms[0::2]), tuple(terms[1::2]))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- tokenizer and generation helpers (no training) -------------------------------------------
+
+
+def test_tokenizer_round_trips_through_auto_tokenizer(tmp_path):
+    build_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    ids = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
+    assert len(ids) == 3 and tokenizer.unk_token_id not in ids
+    assert tokenizer.padding_side == "left"
+    encoded = tokenizer("what is 17 plus 8 minus 5 ?")["input_ids"]
+    assert encoded[0] == tokenizer.bos_token_id and len(encoded) == 9
+    assert tokenizer.unk_token_id not in encoded
+    response = tokenizer("17 plus 8 is 25 . answer -3", add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in response
+    assert tokenizer.decode(response) == "17 plus 8 is 25 . answer -3"
+    batch = tokenizer(["what is 1 plus 2 ?", "what is 3 ?"], padding=True)
+    assert batch["input_ids"][1][:2] == [tokenizer.pad_token_id] * 2
+
+
+def test_evaluate_generations_counts_answers_and_lengths():
+    generations = [
+        Generation("what is 1 plus 2 ?", "answer 3", 3, True),
+        Generation("what is 5 minus 1 ?", "5 minus 1 is 4 . answer 5", 9, True),
+        Generation("what is 2 plus 2 ?", "2 plus 2 is", 4, False),
+    ]
+    stats = evaluate_generations(generations, [3, 4, 4])
+    assert stats.accuracy == pytest.approx(1 / 3)
+    assert stats.mean_length == pytest.approx(16 / 3)
+    assert stats.finished_rate == pytest.approx(2 / 3)
+    assert stats.count == 3
+    with pytest.raises(ValueError):
+        evaluate_generations(generations, [3])
+
+
+# --- reduced recipe: cache, determinism, gate enforcement -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
+    return build_world(tmp_path_factory.mktemp("tiny-world"), seed=0, progress=False, recipe=TINY)
+
+
+def test_tiny_world_layout_and_record(tiny_world):
+    assert tiny_world.root.name == TINY.cache_key(0) == tiny_world.recipe_hash
+    for directory in (tiny_world.base, tiny_world.sft_instruct, tiny_world.sft_reasoning):
+        assert (directory / "model.safetensors").is_file()
+        assert (directory / "tokenizer.json").is_file()
+    assert (tiny_world.reward / "model.safetensors").is_file()
+    record = json.loads(tiny_world.world_json.read_text())
+    assert record["seed"] == 0 and record["recipe"]["hidden_size"] == 32
+    assert record["build_seconds"] > 0
+    for name, info in record["models"].items():
+        weights = tiny_world.root / info["path"] / "model.safetensors"
+        assert info["weights_sha256"] == _sha256(weights), name
+        assert info["parameters"] > 0
+    assert [check.name for check in tiny_world.gates] == [
+        "reasoning_length_ratio",
+        "instruct_accuracy_gain",
+        "reasoning_accuracy_gain",
+        "reward_pairwise_accuracy",
+    ]
+    assert load_world(tiny_world.root) == tiny_world
+    assert not list(tiny_world.root.parent.glob(".building-*"))
+
+
+def test_same_seed_gives_the_same_weights(tiny_world, tmp_path):
+    again = build_world(tmp_path, seed=0, progress=False, recipe=TINY)
+    assert again.weights_hashes == tiny_world.weights_hashes
+    assert again.prompts.read_text() == tiny_world.prompts.read_text()
+
+
+def test_cache_is_reused_and_a_new_seed_builds_a_new_world(tmp_path, monkeypatch):
+    builds: list[int] = []
+    train_world = world_module._train_world
+
+    def counting_train_world(*args, **kwargs):
+        builds.append(kwargs["seed"])
+        return train_world(*args, **kwargs)
+
+    monkeypatch.setattr(world_module, "_train_world", counting_train_world)
+    first = build_world(tmp_path, seed=0, progress=False, recipe=TINY)
+    stamp = first.world_json.stat().st_mtime_ns
+    second = build_world(tmp_path, seed=0, progress=False, recipe=TINY)
+    assert builds == [0]
+    assert second == first and second.world_json.stat().st_mtime_ns == stamp
+    other = build_world(tmp_path, seed=1, progress=False, recipe=TINY)
+    assert builds == [0, 1]
+    assert other.root != first.root
+    assert other.weights_hashes["base"] != first.weights_hashes["base"]
+    changed = build_world(
+        tmp_path, seed=0, progress=False, recipe=dataclasses.replace(TINY, max_new_tokens=9)
+    )
+    assert builds == [0, 1, 0] and changed.root != first.root
+
+
+def test_concurrent_builders_train_once(tmp_path, monkeypatch):
+    builds: list[int] = []
+    train_world = world_module._train_world
+
+    def counting_train_world(*args, **kwargs):
+        builds.append(kwargs["seed"])
+        return train_world(*args, **kwargs)
+
+    monkeypatch.setattr(world_module, "_train_world", counting_train_world)
+    worlds: list[DemoWorld] = []
+    threads = [
+        threading.Thread(
+            target=lambda: worlds.append(build_world(tmp_path, progress=False, recipe=TINY))
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert builds == [0]
+    assert len(worlds) == 2 and worlds[0] == worlds[1]
+
+
+def test_a_failed_gate_is_an_error_and_nothing_is_cached(tmp_path):
+    strict = dataclasses.replace(TINY, enforce_gates=True, min_accuracy_gain=1.01)
+    with pytest.raises(QualityGateError, match="instruct_accuracy_gain") as failure:
+        build_world(tmp_path, progress=False, recipe=strict)
+    assert isinstance(failure.value, SweepsError)
+    assert not [path for path in tmp_path.iterdir() if not path.name.endswith(".lock")]
+
+
+def test_load_world_of_an_empty_directory_is_a_user_error(tmp_path):
+    with pytest.raises(SweepsError, match="no demo world"):
+        load_world(tmp_path)
+
+
+def test_generate_on_a_tiny_model(tiny_world):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_world.base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.sft_reasoning)
+    generations = generate(model, tokenizer, ["what is 1 plus 2 ?", "what is 3 ?"], 5)
+    assert [g.prompt for g in generations] == ["what is 1 plus 2 ?", "what is 3 ?"]
+    for generation in generations:
+        assert 1 <= generation.num_tokens <= 5
+        assert generation.finished or generation.num_tokens == 5
+
+
+# --- the real world (built once per machine, cached in <repo>/.bai-sweep/demo-world) -----------
+
+
+@pytest.mark.slow
+def test_world_passes_and_records_its_gates(demo_world):
+    record = json.loads(demo_world.world_json.read_text())
+    assert record["gates"]["passed"] is True
+    checks = {check.name: check for check in demo_world.gates}
+    assert all(check.passed and check.value >= check.threshold for check in checks.values())
+    assert checks["reasoning_length_ratio"].threshold >= 3.0
+    assert checks["reward_pairwise_accuracy"].threshold >= 0.8
+    heldout = record["gates"]["heldout"]
+    ratio = heldout["sft_reasoning"]["mean_length"] / heldout["sft_instruct"]["mean_length"]
+    assert ratio == pytest.approx(checks["reasoning_length_ratio"].value)
+    for name in ("sft_instruct", "sft_reasoning"):
+        assert heldout[name]["accuracy"] >= heldout["base"]["accuracy"] + 0.15
+    for name, info in record["models"].items():
+        weights = demo_world.root / info["path"] / "model.safetensors"
+        assert info["weights_sha256"] == _sha256(weights), name
+        assert 200_000 <= info["parameters"] <= 5_000_000
+
+
+@pytest.mark.slow
+def test_world_models_and_tokenizers_load_with_auto_classes(demo_world):
+    for directory in (demo_world.base, demo_world.sft_instruct, demo_world.sft_reasoning):
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}) == 3
+        model = AutoModelForCausalLM.from_pretrained(directory)
+        assert model.config.eos_token_id == tokenizer.eos_token_id
+    reward = AutoModelForSequenceClassification.from_pretrained(demo_world.reward)
+    tokenizer = AutoTokenizer.from_pretrained(demo_world.reward)
+    assert reward.config.num_labels == 1
+    assert reward.config.pad_token_id == tokenizer.pad_token_id
+    assert hasattr(reward, "score")
+
+
+@pytest.mark.slow
+def test_world_reward_prefers_correct_then_concise(demo_world):
+    tokenizer = AutoTokenizer.from_pretrained(demo_world.reward)
+    reward = AutoModelForSequenceClassification.from_pretrained(demo_world.reward)
+    problems = generate_problems(7, 32, "heldout", min_steps=2, max_steps=2)
+    texts = {"brief": [], "trace": [], "truncated": []}
+    for problem in problems:
+        texts["brief"].append(f"{problem.question} {problem.brief_answer} <eos>")
+        texts["trace"].append(f"{problem.question} {problem.reasoning_trace} <eos>")
+        cut = problem.reasoning_trace.rsplit(" . ", 1)[0]
+        texts["truncated"].append(f"{problem.question} {cut}")
+    with torch.no_grad():
+        scores = {
+            kind: reward(**tokenizer(rows, return_tensors="pt", padding=True)).logits[:, 0]
+            for kind, rows in texts.items()
+        }
+    assert (scores["brief"] > scores["trace"]).float().mean() >= 0.8
+    assert (scores["trace"] > scores["truncated"]).float().mean() >= 0.8
+
+
+@pytest.mark.slow
+def test_world_prompts_are_disjoint_from_training(demo_world):
+    rows = [json.loads(line) for line in demo_world.prompts.read_text().splitlines()]
+    recipe = demo_world.metrics["recipe"]
+    assert len(rows) == recipe["probe_prompts"]
+    train_problems = generate_problems(demo_world.seed, recipe["train_problems"], "train")
+    train = {problem.question for problem in train_problems}
+    for row in rows:
+        problem = _problem_of(row["prompt"])
+        assert problem.split == "probe"
+        assert problem.answer == row["answer"]
+        assert row["prompt"] not in train
+
+
+@pytest.mark.slow
+def test_world_sft_models_answer_as_trained(demo_world):
+    tokenizer = AutoTokenizer.from_pretrained(demo_world.base)
+    problems = generate_problems(demo_world.seed, 48, "heldout")
+    questions, answers = [p.question for p in problems], [p.answer for p in problems]
+    stats = {}
+    for name, directory in (
+        ("instruct", demo_world.sft_instruct),
+        ("reasoning", demo_world.sft_reasoning),
+    ):
+        model = AutoModelForCausalLM.from_pretrained(directory)
+        stats[name] = evaluate_generations(generate(model, tokenizer, questions, 32), answers)
+    assert stats["reasoning"].mean_length >= 3 * stats["instruct"].mean_length
+    assert stats["instruct"].finished_rate == 1.0
