@@ -35,8 +35,8 @@ from pydantic import (
     model_validator,
 )
 
-from evaluators._probe_types import ProbeConfig
 from evaluators.benchmarks import BenchmarkConfig
+from evaluators.probe import ProbeConfig
 from sweeps.exceptions import InvalidSpecError
 from sweeps.search_space import (
     Candidate,

@@ -1,8 +1,9 @@
 """``bai-sweep demo``: build (or reuse) the demo world and run what the pipeline has on it.
 
 ``bai-sweep demo build`` only builds the world and prints its quality gates. ``bai-sweep demo``
-builds it too, then BAI-merges its checkpoints in memory and compares the greedy answers of
-base, both SFT models and the BAI actor on the probe prompts.
+builds it too, BAI-merges its checkpoints in memory and compares the greedy answers of base,
+both SFT models and the BAI actor on the probe prompts, then runs an 8-trial sweep on the
+world (``service.cli._demo_sweep``) and prints its Pareto front and where its report is.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def demo(
     seed: SeedOption = 0,
     progress: ProgressOption = True,
 ) -> None:
-    """Build or reuse the demo world, show its gates, and compare a BAI actor with its parents."""
+    """Build or reuse the demo world, compare a BAI actor with its parents, run a sweep."""
+    from service.cli._demo_sweep import run_demo_sweep
+
     if ctx.invoked_subcommand is not None:
         return
     world = _build(out, seed, progress)
     _print_gates(world)
     _compare_bai_actor(world)
+    run_demo_sweep(world)
 
 
 @demo_app.command()
@@ -65,8 +69,11 @@ def _build(out: Path | None, seed: int, progress: bool) -> DemoWorld:
     from sweeps.demo import build_world
 
     out_dir = out if out is not None else get_settings().data_dir / "demo-world"
+    from service.cli._demo_sweep import link_current
+
     with user_errors():
         world = build_world(out_dir, seed=seed, progress=progress)
+    link_current(world)
     console.print(f"demo world    {world.root}", highlight=False)
     return world
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from storage import init_database, repository, session_scope
 from sweeps.exceptions import SweepRunError
@@ -18,6 +20,7 @@ from sweeps.nightly import (
 )
 from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord
 from sweeps.spec import SweepSpec
+from tests.sweeps.conftest import ResumedSweep, run_cli
 
 OBJECTIVES = [ObjectiveInfo("stability", "maximize", 0.0), ObjectiveInfo("kl", "minimize", 1.0)]
 
@@ -127,3 +130,50 @@ def test_claim_for_run_ignores_a_changed_spec(tmp_path: Path) -> None:
     with session_scope(engine) as session:
         second = claim_for_run(session, spec=changed, worker_id="w1", worker_alive=lambda s: False)
     assert second.sweep_id != first.sweep_id and not second.resumed
+
+
+@pytest.mark.slow
+def test_real_regression_exits_3(resumed_sweep: ResumedSweep) -> None:
+    # Same name and objectives, but only the pretrained base (alpha = 1): a worse front.
+    spec = yaml.safe_load(resumed_sweep.spec_file.read_text())
+    spec["search"] = {"n_trials": 1, "seed_points": [{"alpha": 1.0}], "sampler": "random"}
+    worse = resumed_sweep.directory / "worse.yaml"
+    worse.write_text(yaml.safe_dump(spec))
+    report = resumed_sweep.directory / "worse-report"
+    result = run_cli(
+        [
+            "run",
+            str(worse),
+            "--db",
+            resumed_sweep.database_url,
+            "--report-dir",
+            str(report),
+            "--tolerance",
+            "0",
+        ],
+        env=resumed_sweep.env,
+        cwd=resumed_sweep.directory,
+    )
+    assert result.returncode == EXIT_REGRESSION, result.stdout + result.stderr
+    assert "REGRESSION" in result.stdout
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["previous_sweep_id"] == resumed_sweep.sweep_id
+    assert comparison["regressions"]
+
+
+def test_nightly_workflow_runs_the_run_command() -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "nightly-sweep.yml").read_text())
+    assert workflow[True]["schedule"][0]["cron"]  # YAML 1.1 reads the `on` key as True
+    steps = workflow["jobs"]["sweep"]["steps"]
+    script = next(step["run"] for step in steps if step.get("id") == "sweep")
+    assert 'bai-sweep run "$SPEC"' in script
+    assert (root / workflow["env"]["SPEC"]).is_file()
+    help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    for option in ("--report-dir", "--compare-to"):
+        assert option in script and option in help_text
+    assert any("upload-artifact" in step.get("uses", "") for step in steps)

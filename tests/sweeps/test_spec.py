@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from evaluators._probe_types import ProbeConfig
 from evaluators.benchmarks import BenchmarkConfig
+from evaluators.probe import ProbeConfig
 from sweeps.exceptions import InvalidSpecError
 from sweeps.spec import SweepSpec
 
@@ -179,3 +179,14 @@ def test_example_spec_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "demo-sweep.yaml"
     spec = SweepSpec.from_file(example)
     assert spec.name == "demo-sweep"
+
+
+def test_example_spec_is_the_demo_sweep() -> None:
+    import yaml
+
+    from service.cli._demo_sweep import DEMO_SWEEP
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "demo-sweep.yaml"
+    data = yaml.safe_load(example.read_text())
+    data.pop("models")
+    assert data == DEMO_SWEEP

@@ -1,0 +1,130 @@
+"""BaiOptunaSearch tells Optuna the right state for every way a Tune trial can end."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeps._optuna_search import BaiOptunaSearch, verdict_for
+from sweeps.search_space import SearchSpace, make_sampler
+
+OBJECTIVES = ["stability", "benchmark"]
+
+
+def _final(stability: float | None = 0.5, benchmark: float | None = 0.4) -> dict:
+    result: dict = {"final": True}
+    if stability is not None:
+        result["objectives/stability"] = stability
+    if benchmark is not None:
+        result["objectives/benchmark"] = benchmark
+    return result
+
+
+@pytest.mark.parametrize(
+    ("result", "error", "state", "reason"),
+    [
+        (_final(), False, TrialState.COMPLETE, None),
+        (_final(benchmark=None), False, TrialState.FAIL, "final metrics miss benchmark"),
+        (_final(stability=math.nan), False, TrialState.FAIL, "stability is not finite"),
+        ({"probe_step/step": 3}, False, TrialState.PRUNED, "stopped before its final metrics"),
+        (None, False, TrialState.PRUNED, "stopped before its final metrics"),
+        ({"error": "TrialFailedError: probe diverged"}, True, TrialState.FAIL, "probe diverged"),
+        (None, True, TrialState.FAIL, "see the Ray logs"),
+        (_final(), True, TrialState.FAIL, "see the Ray logs"),
+    ],
+)
+def test_verdicts(result: dict | None, error: bool, state: TrialState, reason: str | None) -> None:
+    verdict = verdict_for(result, error=error, objectives=OBJECTIVES)
+    assert verdict.state is state
+    if reason is None:
+        assert verdict.reason is None and verdict.values == [0.5, 0.4]
+    else:
+        assert reason in verdict.reason and verdict.values is None
+
+
+def _searcher(tmp_path, decorated: list) -> BaiOptunaSearch:
+    space = SearchSpace(2, (0.0, 1.0))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    def before_tell(trial_id, ot_trial, verdict, result):
+        ot_trial.set_user_attr("decorated", True)
+        decorated.append((trial_id, verdict.state))
+
+    return BaiOptunaSearch(
+        lambda trial: {"weights": list(space.suggest(trial).weights)},
+        objectives=OBJECTIVES,
+        directions=["maximize", "maximize"],
+        sampler=make_sampler("random", space, seed=0),
+        storage=storage,
+        study_name="unit",
+        before_tell=before_tell,
+    )
+
+
+def test_no_trial_stays_running(tmp_path) -> None:
+    decorated: list = []
+    searcher = _searcher(tmp_path, decorated)
+    for trial_id in "abcdef":
+        config = searcher.suggest(trial_id)
+        assert set(config) == {"alpha", "u_0", "weights"}
+    # a: completes; b: per-step results then an error; c: stopped by a scheduler after a
+    # step; d: final result lacks an objective; e and f: never told (stop_all).
+    searcher.on_trial_result("a", {"probe_step/step": 1})
+    searcher.on_trial_result("a", _final())
+    searcher.on_trial_complete("a", result=_final())
+    searcher.on_trial_result("b", {"probe_step/step": 1})
+    searcher.on_trial_result("b", {"error": "RuntimeError: boom"})
+    searcher.on_trial_complete("b", error=True)
+    searcher.on_trial_result("c", {"probe_step/step": 1})
+    searcher.on_trial_complete("c", result={"probe_step/step": 1, "done": True})
+    searcher.on_trial_complete("d", result=_final(stability=None))
+    searcher.on_trial_complete("a", result=_final())  # a duplicate completion is ignored
+    assert searcher.finish_unfinished(TrialState.PRUNED, "cancelled") == ["e", "f"]
+
+    trials = searcher.study.get_trials()
+    states = [t.state for t in trials]
+    assert states == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.PRUNED,
+        TrialState.FAIL,
+        TrialState.PRUNED,
+        TrialState.PRUNED,
+    ]
+    assert trials[0].values == [0.5, 0.4]
+    assert trials[1].user_attrs["fail_reason"] == "RuntimeError: boom"
+    assert trials[3].user_attrs["fail_reason"] == "final metrics miss stability"
+    assert trials[4].user_attrs["fail_reason"] == "cancelled"
+    assert all(t.user_attrs.get("decorated") for t in trials)
+    assert [tid for tid, _ in decorated] == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_stock_searcher_leaves_the_trial_running(tmp_path) -> None:
+    # The pitfall the subclass fixes: a multi-objective result missing a metric.
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'stock.db'}")
+    space = {"alpha": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    stock = OptunaSearch(
+        space,
+        metric=["objectives/stability", "objectives/benchmark"],
+        mode=["max", "max"],
+        storage=storage,
+        study_name="stock",
+    )
+    stock.suggest("x")
+    stock.on_trial_complete("x", result={"objectives/stability": 0.5})
+    assert stock._ot_study.get_trials()[0].state is TrialState.RUNNING
+
+
+def test_searcher_pickles_without_its_hook(tmp_path) -> None:
+    # Tune cloudpickles its config (searcher included) when a Tuner starts.
+    from ray import cloudpickle
+
+    searcher = _searcher(tmp_path, [])
+    copy = cloudpickle.loads(cloudpickle.dumps(searcher))
+    assert copy._before_tell is None
+    assert copy._objective_names == OBJECTIVES

@@ -1,0 +1,236 @@
+"""The sweep runner for real: Ray Tune + Optuna + SQLite on the demo world, short probes."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from storage import (
+    claim_sweep,
+    create_sweep,
+    get_front,
+    get_sweep,
+    get_trial,
+    init_database,
+    list_trials,
+    request_cancel,
+    session_scope,
+)
+from sweeps.exceptions import SweepRunError
+from sweeps.runner import INTERRUPTED_ATTR, run_sweep
+from sweeps.spec import SweepSpec
+from tests.sweeps.conftest import ResumedSweep, run_cli, write_demo_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _study(url: str, sweep_id: str) -> optuna.Study:
+    engine = init_database(url)
+    with session_scope(engine, read_only=True) as session:
+        study_name = get_sweep(session, sweep_id=sweep_id).study_name
+    return optuna.load_study(study_name=study_name, storage=url)
+
+
+def _assert_nothing_running(url: str, sweep_id: str) -> None:
+    study = _study(url, sweep_id)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    engine = init_database(url)
+    with session_scope(engine, read_only=True) as session:
+        trials = list_trials(session, sweep_id=sweep_id).items
+    assert all(t.state.value != "running" for t in trials)
+
+
+def test_killed_run_resumes_without_losing_trials(resumed_sweep: ResumedSweep) -> None:
+    rerun = resumed_sweep.rerun
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"resuming sweep {resumed_sweep.sweep_id}" in rerun.stdout
+    url, sweep_id = resumed_sweep.database_url, resumed_sweep.sweep_id
+    engine = init_database(url)
+    with session_scope(engine, read_only=True) as session:
+        sweep = get_sweep(session, sweep_id=sweep_id)
+        trials = {t.number: t for t in list_trials(session, sweep_id=sweep_id).items}
+    assert sweep.status.value == "succeeded" and sweep.attempts == 2
+    # Every trial finished before the kill is still there, unchanged.
+    for number, objectives in resumed_sweep.complete_before_kill.items():
+        assert trials[number].state.value == "complete"
+        assert trials[number].objectives == objectives
+    # The budget is spent exactly: 4 trials counted, interrupted ones re-run.
+    study = _study(url, sweep_id)
+    counted = [t for t in study.trials if not t.user_attrs.get(INTERRUPTED_ATTR)]
+    assert len(counted) == 4
+    assert all(t.state is TrialState.COMPLETE for t in counted)
+    interrupted = [t for t in study.trials if t.user_attrs.get(INTERRUPTED_ATTR)]
+    for trial in interrupted:
+        assert trial.state is TrialState.FAIL
+        assert trials[trial.number].state.value == "failed"
+        assert trials[trial.number].error.startswith("interrupted")
+        retries = [t for t in study.trials if t.user_attrs.get("retry_of") == trial.number]
+        assert len(retries) == 1 and retries[0].params == trial.params
+    _assert_nothing_running(url, sweep_id)
+
+
+def test_sweep_records_steps_front_report_and_dashboard_data(
+    resumed_sweep: ResumedSweep,
+) -> None:
+    url, sweep_id = resumed_sweep.database_url, resumed_sweep.sweep_id
+    spec = SweepSpec.from_file(resumed_sweep.spec_file)
+    engine = init_database(url)
+    with session_scope(engine, read_only=True) as session:
+        complete = [
+            get_trial(session, sweep_id=sweep_id, number=t.number)
+            for t in list_trials(session, sweep_id=sweep_id, state="complete").items
+        ]
+        front = get_front(session, sweep_id=sweep_id)
+    assert len(complete) == 4
+    kinds = sorted(t.seed_kind.value if t.seed_kind else "sampled" for t in complete)
+    assert kinds == ["baseline", "baseline", "explicit", "sampled"]
+    for trial in complete:
+        # Every probe step was streamed into the database.
+        assert [s.step for s in trial.steps] == list(range(1, spec.probe.steps + 1))
+        assert all(s.length_mean is not None and s.reward is not None for s in trial.steps)
+        assert set(trial.objectives) == {"stability", "benchmark"}
+        assert 0.0 <= trial.objectives["stability"] <= 1.0
+        assert trial.stability["stability"] == trial.objectives["stability"]
+        assert trial.benchmarks["benchmark"] == trial.objectives["benchmark"]
+    # The stored front is the Pareto front of the complete trials, with its hypervolume.
+    assert front is not None and front.members
+    assert front.reference_point == [0.0, 0.0]
+    points = {t.number: (t.objectives["stability"], t.objectives["benchmark"]) for t in complete}
+    for member in front.members:
+        mine = points[member.trial_number]
+        assert not any(
+            other[0] >= mine[0] and other[1] >= mine[1] and other != mine
+            for other in points.values()
+        )
+    assert front.hypervolume > 0
+    # The report of the resumed run.
+    report = resumed_sweep.directory / "report"
+    payload = json.loads((report / "report.json").read_text())
+    assert payload["hypervolume"] == pytest.approx(front.hypervolume)
+    assert {"pareto.png", "hypervolume.png", "curves.png", "report.md"} <= {
+        p.name for p in report.iterdir()
+    }
+    # optuna-dashboard data: metrics as user attributes, the curve PNG as an artifact.
+    study = _study(url, sweep_id)
+    artifacts = resumed_sweep.directory / "data" / "artifacts"
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert "stability/length_retention" in trial.user_attrs
+        assert "benchmarks/benchmark" in trial.user_attrs
+        artifact_ids = [
+            k.split(":", 1)[1] for k in trial.system_attrs if k.startswith("artifacts:")
+        ]
+        assert len(artifact_ids) == 1
+        assert (artifacts / artifact_ids[0]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(demo_world: Any, tmp_path: Path) -> None:
+    # A learning rate of 1e12 turns the actor's weights to NaN/inf at the first update.
+    spec_file = write_demo_spec(
+        demo_world,
+        tmp_path / "nan.yaml",
+        name="test-nan",
+        search={"n_trials": 2, "seed_points": "none", "sampler": "random"},
+        probe={"learning_rate": 1e12},
+        resources={"max_concurrent_trials": 1},
+    )
+    url = f"sqlite:///{tmp_path / 'nan.sqlite'}"
+    result = run_cli(
+        ["run", str(spec_file), "--db", url, "--compare-to", "none"],
+        env={**os.environ, "BAI_SWEEP_DATA_DIR": str(tmp_path / "data")},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    engine = init_database(url)
+    with session_scope(engine, read_only=True) as session:
+        trials = list_trials(session, sweep_id=_only_sweep(session)).items
+        sweep = get_sweep(session, sweep_id=trials[0].sweep_id)
+    assert sweep.status.value == "failed" and "no trial completed" in sweep.error
+    assert [t.state.value for t in trials] == ["failed", "failed"]  # both ran: the sweep went on
+    assert all("probe diverged" in t.error for t in trials)
+    study = _study(url, sweep.id)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert all("probe diverged" in t.user_attrs["fail_reason"] for t in study.trials)
+    _assert_nothing_running(url, sweep.id)
+
+
+def _only_sweep(session: Any) -> str:
+    from storage import list_sweeps
+
+    (sweep,) = list_sweeps(session).items
+    return sweep.id
+
+
+def test_cancel_stops_the_sweep_promptly(demo_world: Any, tmp_path: Path) -> None:
+    spec_file = write_demo_spec(
+        demo_world,
+        tmp_path / "cancel.yaml",
+        name="test-cancel",
+        search={"n_trials": 6, "seed_points": "baselines"},
+        probe={"steps": 30},
+    )
+    spec = SweepSpec.from_file(spec_file)
+    url = f"sqlite:///{tmp_path / 'cancel.sqlite'}"
+    engine = init_database(url)
+    with session_scope(engine) as session:
+        sweep = create_sweep(session, name=spec.name, spec=spec.to_json_dict(), n_trials=6)
+        claim_sweep(session, sweep_id=sweep.id, worker_id="test-worker")
+    outcome: dict[str, Any] = {}
+    events: list[str] = []
+
+    def run() -> None:
+        outcome["value"] = run_sweep(
+            database_url=url,
+            sweep_id=sweep.id,
+            data_dir=tmp_path / "data",
+            worker_id="test-worker",
+            heartbeat_interval=0.5,
+            progress=lambda p: events.append(p.event),
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(" step " in e for e in events):
+        time.sleep(0.2)
+    assert any(" step " in e for e in events), events
+    with session_scope(engine) as session:
+        request_cancel(session, sweep_id=sweep.id)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    result = outcome["value"]
+    assert result.status == "cancelled", result
+    with session_scope(engine, read_only=True) as session:
+        stored = get_sweep(session, sweep_id=sweep.id)
+        trials = list_trials(session, sweep_id=sweep.id).items
+    assert stored.status.value == "cancelled"
+    assert trials and all(t.state.value in ("complete", "pruned") for t in trials)
+    assert any(t.state.value == "pruned" and t.error == "cancelled" for t in trials)
+    assert len(trials) < 6
+    _assert_nothing_running(url, sweep.id)
+    # The cancel did not wait for the running 30-step probes to finish.
+    with session_scope(engine, read_only=True) as session:
+        pruned = [
+            get_trial(session, sweep_id=sweep.id, number=t.number)
+            for t in trials
+            if t.state.value == "pruned"
+        ]
+    assert all(len(t.steps) < 30 for t in pruned)
+
+
+def test_run_sweep_refuses_a_sweep_it_does_not_hold(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = init_database(url)
+    with session_scope(engine) as session:
+        sweep = create_sweep(session, name="x", spec={}, n_trials=1)
+    with pytest.raises(SweepRunError, match="not running under 'w'"):
+        run_sweep(database_url=url, sweep_id=sweep.id, data_dir=tmp_path, worker_id="w")
+    with pytest.raises(SweepRunError, match="does not exist"):
+        run_sweep(database_url=url, sweep_id="nope", data_dir=tmp_path, worker_id="w")
