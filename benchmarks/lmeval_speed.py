@@ -17,7 +17,7 @@ it in memory, with 2 torch threads:
 
 Usage::
 
-    .venv/bin/python benchmarks/lmeval_speed.py [--world-dir .bai-sweep/demo-world] [--limit N]
+    .venv/bin/python benchmarks/lmeval_speed.py [--world-dir DIR | --world WORLD] [--limit N]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def _median(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world-dir", type=Path, default=REPO / ".bai-sweep" / "demo-world")
+    parser.add_argument("--world", type=Path, help="an already built world (holds world.json)")
     parser.add_argument("--limit", type=int, default=None, help="documents per task")
     parser.add_argument("--actors", type=int, default=len(RATIOS), choices=range(1, 5))
     parser.add_argument("--batch-size", type=int, default=32)
@@ -58,7 +59,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from evaluators.benchmarks import BenchmarkConfig, BenchmarkRunner, evaluate_benchmarks
-    from sweeps.demo.world import StageRecipe, WorldRecipe, build_world
+    from sweeps.demo.world import StageRecipe, WorldRecipe, build_world, load_world
     from sweeps.merge import load_merge_inputs
 
     figures: dict[str, object] = {"threads": args.threads, "limit": args.limit}
@@ -81,7 +82,10 @@ def main() -> int:
             probe_prompts=8,
             enforce_gates=False,
         )
-    world = build_world(args.world_dir, progress=True, recipe=recipe)
+    if args.world is not None:
+        world = load_world(args.world)
+    else:
+        world = build_world(args.world_dir, progress=True, recipe=recipe)
     started = time.perf_counter()
     import lm_eval  # noqa: F401  (timed: the first import in this process)
     from lm_eval.loggers.utils import add_env_info, get_git_commit_hash
