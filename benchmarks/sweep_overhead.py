@@ -115,13 +115,14 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2, help="PPO updates per probe")
     parser.add_argument("--world-dir", type=Path, default=REPO / ".bai-sweep" / "demo-world")
+    parser.add_argument("--world", type=Path, help="an already built world (its directory)")
     args = parser.parse_args()
 
     import ray
 
-    from sweeps.demo import build_world
+    from sweeps.demo import build_world, load_world
 
-    world = build_world(args.world_dir, seed=0, progress=False)
+    world = load_world(args.world) if args.world else build_world(args.world_dir, progress=False)
     started = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - started
