@@ -30,9 +30,13 @@ def _models(args: argparse.Namespace):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if not args.tiny:
-        from sweeps.demo import build_world
+        from sweeps.demo import build_world, load_world
 
-        world = build_world(args.world, seed=0, progress=True)
+        world = (
+            load_world(args.world)
+            if (args.world / "world.json").is_file()
+            else build_world(args.world, seed=0, progress=True)
+        )
         actor = AutoModelForCausalLM.from_pretrained(world.sft_reasoning)
         tokenizer = AutoTokenizer.from_pretrained(world.sft_reasoning)
         reward = AutoModelForSequenceClassification.from_pretrained(world.reward)
@@ -90,7 +94,12 @@ def bare_ppo(actor, tokenizer, reward_model, prompts, config) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", type=Path, default=REPO / ".bai-sweep" / "demo-world")
+    parser.add_argument(
+        "--world",
+        type=Path,
+        default=REPO / ".bai-sweep" / "demo-world",
+        help="demo-world cache directory (built if needed) or one built world's directory",
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny random models, no demo world")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)

@@ -4,9 +4,10 @@ Every function here is pure: it takes the per-step curves of one probe (mean res
 mean reward, KL, per-token entropy; index 0 is the rollout of the untrained actor) and returns
 numbers. The formulas and their meaning are documented in ``docs/stability-metrics.md``.
 
-Curves are smoothed with a trailing rolling mean whose first values use the steps seen so far
-(``m_0 = x_0``, ``m_1 = (x_0 + x_1) / 2``, ...), so the initial level of every curve is the
-untrained actor's own value and a fall is always measured against it.
+Curves are smoothed with a trailing rolling mean over full windows of ``w`` steps (the whole
+curve if it is shorter). The first window's mean is the curve's *initial level*; every fall is
+measured from it, and minima are taken over windows of the same size, so that batch noise
+weighs the same on both sides.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ class StabilityMetrics(BaseModel):
     steps: int
     """Number of steps the metrics were computed from."""
     length_retention: float
-    """Minimum rolling-mean length / initial length, in [0, 1]; 1 = never shorter than at start."""
+    """Minimum rolling-mean length / initial level, in [0, 1]; 1 = never shorter than at start."""
     length_trend: float
-    """Least-squares slope of the length x (steps - 1) / initial length (relative change)."""
+    """Least-squares slope of the length x (steps - 1) / initial level (relative change)."""
     reward_dip: float
     """Fall of the rolling-mean reward below its initial level, in units of ``reward_scale``."""
     reward_recovery_steps: int | None
@@ -84,7 +85,9 @@ def _check_curve(values: Sequence[float], name: str) -> list[float]:
 
 
 def rolling_mean(values: Sequence[float], window: int = DEFAULT_WINDOW) -> list[float]:
-    """Trailing rolling mean; the first ``window - 1`` values average the steps seen so far.
+    """Means of every full trailing window; entry ``i`` ends at step ``i + window - 1``.
+
+    A curve shorter than ``window`` gives one mean, of all its values.
 
     Args:
         values: The curve (at least one value).
@@ -93,15 +96,12 @@ def rolling_mean(values: Sequence[float], window: int = DEFAULT_WINDOW) -> list[
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     curve = _check_curve(values, "input")
-    means = []
-    for index in range(len(curve)):
-        chunk = curve[max(0, index - window + 1) : index + 1]
-        means.append(sum(chunk) / len(chunk))
-    return means
+    size = min(window, len(curve))
+    return [sum(curve[end - size : end]) / size for end in range(size, len(curve) + 1)]
 
 
 def length_retention(lengths: Sequence[float], window: int = DEFAULT_WINDOW) -> float:
-    """Minimum rolling-mean length divided by the initial length, in [0, 1].
+    """Minimum rolling-mean length divided by the initial level, in [0, 1].
 
     1.0 means the (smoothed) length never fell below where it started; 0.3 means that at its
     shortest the actor wrote 30% of its initial length.
@@ -113,21 +113,22 @@ def length_retention(lengths: Sequence[float], window: int = DEFAULT_WINDOW) -> 
     return max(0.0, min(means) / initial)
 
 
-def length_trend(lengths: Sequence[float]) -> float:
-    """Least-squares slope of the length curve x (steps - 1) / initial length.
+def length_trend(lengths: Sequence[float], window: int = DEFAULT_WINDOW) -> float:
+    """Least-squares slope of the length curve x (steps - 1) / initial level.
 
     The relative length change over the run that a straight-line fit predicts: +0.5 means the
     actor's responses grew by half their initial length, -0.5 means they lost half of it.
     """
     curve = _check_curve(lengths, "length")
     count = len(curve)
-    if count < 2 or curve[0] <= 0:
+    initial = rolling_mean(curve, window)[0]
+    if count < 2 or initial <= 0:
         return 0.0
     mean_x = (count - 1) / 2
     mean_y = sum(curve) / count
     covariance = sum((index - mean_x) * (value - mean_y) for index, value in enumerate(curve))
     variance = sum((index - mean_x) ** 2 for index in range(count))
-    return covariance / variance * (count - 1) / curve[0]
+    return covariance / variance * (count - 1) / initial
 
 
 def reward_dip(rewards: Sequence[float], window: int = DEFAULT_WINDOW, scale: float = 1.0) -> float:
@@ -149,18 +150,19 @@ def reward_recovery_steps(rewards: Sequence[float], window: int = DEFAULT_WINDOW
     """The hockey stick's length: the step at which the reward regains its initial level.
 
     Returns 0 if the rolling-mean reward never fell below its initial level, the first step
-    after its minimum at which it is back at or above that level otherwise, and ``None`` if it
-    never got back within the run.
+    (0-based, the end of its window) after its minimum at which it is back at or above that
+    level otherwise, and ``None`` if it never got back within the run.
     """
     means = rolling_mean(rewards, window)
+    offset = len(rewards) - len(means)
     initial = means[0]
     lowest = min(means)
     if lowest >= initial:
         return 0
     bottom = means.index(lowest)
-    for step in range(bottom + 1, len(means)):
-        if means[step] >= initial:
-            return step
+    for index in range(bottom + 1, len(means)):
+        if means[index] >= initial:
+            return index + offset
     return None
 
 
@@ -230,7 +232,7 @@ def compute_stability(
         raise ValueError(f"curves differ in length: {sizes}")
     kl_curve = _check_curve(kls, "kl")
     retention = length_retention(lengths, window)
-    trend = length_trend(lengths)
+    trend = length_trend(lengths, window)
     dip = reward_dip(rewards, window, reward_scale)
     drop = entropy_drop(entropies, window)
     kl_max = max(kl_curve)
@@ -264,12 +266,13 @@ def stability_from_steps(
 ) -> StabilityMetrics:
     """:func:`compute_stability` on a probe's recorded steps.
 
-    The reward dip is measured in units of the untrained actor's reward spread (the standard
-    deviation of the first step's per-sample rewards), or 1.0 if that spread is zero.
+    The reward dip is measured in units of the initial per-response reward spread (the mean
+    ``reward_std`` of the first window's steps), or 1.0 if that spread is zero.
     """
     if not steps:
         raise ValueError("no steps to compute stability from")
-    spread = steps[0].reward_std
+    first = steps[: min(window, len(steps))]
+    spread = sum(step.reward_std for step in first) / len(first)
     return compute_stability(
         [step.length_mean for step in steps],
         [step.reward_mean for step in steps],

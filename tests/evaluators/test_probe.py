@@ -172,7 +172,7 @@ def test_early_stop_when_collapse_is_certain(fake_backend) -> None:
     lengths = [40, 36, 20, 10, 6, 6, 30, 40]
     script = [_step(index + 1, float(length)) for index, length in enumerate(lengths)]
     result, seen = _fake_probe(fake_backend, script)
-    # window 3 means: 40, 38, 32, 22, 12 -> 12/40 < 0.5 at step 5.
+    # window 3 means (from step 3): 32, 22, 12 -> 12/32 < 0.5 at step 5.
     assert fake_backend.emitted == [1, 2, 3, 4, 5]
     assert len(seen) == len(result.steps) == 5
     assert (result.stop_reason, result.partial) == (StopReason.COLLAPSED, True)

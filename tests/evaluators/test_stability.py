@@ -20,15 +20,16 @@ from evaluators.stability import (
 )
 
 STEPS = 10
-HOCKEY_REWARDS = [1.0, 0.5, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+# PPO's troubles start after a few updates: every curve is flat for its first window.
+HOCKEY_REWARDS = [1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.5, 1.0, 1.0, 1.5]
 KLS = [0.1 * step for step in range(STEPS)]
 FLAT_ENTROPY = [1.0] * STEPS
 
 CURVES = {
     "collapse": {
-        "lengths": [40.0, 30.0, 20.0, 10.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0],
+        "lengths": [40.0, 40.0, 40.0, 30.0, 20.0, 10.0, 8.0, 8.0, 8.0, 8.0],
         "rewards": [0.5] * STEPS,
-        "entropies": [1.0, 0.8, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+        "entropies": [1.0, 1.0, 1.0, 0.8, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5],
     },
     "hockey_stick": {
         "lengths": [20.0] * STEPS,
@@ -49,34 +50,38 @@ def _stability(name: str):
     return compute_stability(curves["lengths"], curves["rewards"], KLS, curves["entropies"])
 
 
-def test_rolling_mean_uses_partial_windows_at_the_start() -> None:
-    assert rolling_mean([1, 2, 3, 4], window=2) == [1.0, 1.5, 2.5, 3.5]
-    assert rolling_mean([3, 6, 9], window=3) == [3.0, 4.5, 6.0]
+def test_rolling_mean_over_full_windows() -> None:
+    assert rolling_mean([1, 2, 3, 4], window=2) == [1.5, 2.5, 3.5]
+    assert rolling_mean([3, 6, 9], window=3) == [6.0]
+    assert rolling_mean([3, 6], window=3) == [4.5]  # shorter than a window: one mean
     assert rolling_mean([5], window=4) == [5.0]
 
 
 def test_length_retention_hand_computed() -> None:
     lengths = [10, 8, 4, 4, 6]
     assert length_retention(lengths, window=1) == pytest.approx(0.4)
-    # window 2: means 10, 9, 6, 4, 5
-    assert length_retention(lengths, window=2) == pytest.approx(0.4)
-    # window 3: means 10, 9, 22/3, 16/3, 14/3
-    assert length_retention(lengths, window=3) == pytest.approx(14 / 30)
-    assert length_retention([10, 12, 14]) == 1.0
+    # window 2: means 9, 6, 4, 5
+    assert length_retention(lengths, window=2) == pytest.approx(4 / 9)
+    # window 3: means 22/3, 16/3, 14/3
+    assert length_retention(lengths, window=3) == pytest.approx(14 / 22)
+    assert length_retention([10, 12, 14, 16]) == 1.0
 
 
 def test_length_trend_is_relative_change_over_the_run() -> None:
-    assert length_trend([10, 12, 14, 16]) == pytest.approx(0.6)  # slope 2 x 3 steps / 10
-    assert length_trend([16, 14, 12, 10]) == pytest.approx(-0.375)  # slope -2 x 3 / 16
+    # slope 2 x 3 steps / initial level (window 3: 12; window 1: 10)
+    assert length_trend([10, 12, 14, 16]) == pytest.approx(0.5)
+    assert length_trend([10, 12, 14, 16], window=1) == pytest.approx(0.6)
+    assert length_trend([16, 14, 12, 10]) == pytest.approx(-6 / 14)
     assert length_trend([7, 7, 7]) == 0.0
     assert length_trend([7]) == 0.0
 
 
 def test_reward_dip_and_recovery_of_a_hockey_stick() -> None:
-    # window 3 means: 1, .75, .5, 1/6, 1/12, .25, .5, .75, 11/12, 1
-    assert reward_dip(HOCKEY_REWARDS, window=3, scale=0.5) == pytest.approx((1 - 1 / 12) / 0.5)
+    # window 3 means (steps 2..9): 1, 5/6, 1/2, 1/6, 1/6, 1/2, 5/6, 7/6
+    assert reward_dip(HOCKEY_REWARDS, window=3, scale=0.5) == pytest.approx((1 - 1 / 6) / 0.5)
     assert reward_recovery_steps(HOCKEY_REWARDS, window=3) == 9
     assert reward_recovery_steps(HOCKEY_REWARDS, window=1) == 7
+    assert reward_dip(HOCKEY_REWARDS, window=1) == 1.0
 
 
 def test_reward_recovery_none_if_never_back_and_zero_without_dip() -> None:
@@ -88,7 +93,8 @@ def test_reward_recovery_none_if_never_back_and_zero_without_dip() -> None:
 
 def test_entropy_drop_is_the_fraction_lost() -> None:
     assert entropy_drop([2.0, 1.5, 1.0, 1.0], window=1) == pytest.approx(0.5)
-    assert entropy_drop([2.0, 1.5, 1.0, 1.0], window=2) == pytest.approx(0.5)
+    # window 2 means: 1.75, 1.25, 1
+    assert entropy_drop([2.0, 1.5, 1.0, 1.0], window=2) == pytest.approx(0.75 / 1.75)
     assert entropy_drop([1.0, 1.2, 1.5]) == 0.0
 
 
@@ -146,19 +152,19 @@ def test_synthetic_curves_exact_values() -> None:
     assert (flat.length_retention, flat.length_trend, flat.reward_dip) == (1.0, 0.0, 0.0)
 
     growth = _stability("healthy_growth")
-    assert growth.length_trend == pytest.approx(0.9)  # slope 2 x 9 steps / 20
-    assert growth.stability == pytest.approx(0.85 + 0.075 * (1 + math.tanh(0.9)))
+    assert growth.length_trend == pytest.approx(18 / 22)  # slope 2 x 9 steps / initial level 22
+    assert growth.stability == pytest.approx(0.85 + 0.075 * (1 + math.tanh(18 / 22)))
     assert (growth.kl_max, growth.kl_final) == (pytest.approx(0.9), pytest.approx(0.9))
 
     hockey = _stability("hockey_stick")
-    assert hockey.reward_dip == pytest.approx(11 / 12)  # window 3, scale 1
+    assert hockey.reward_dip == pytest.approx(5 / 6)  # window 3, scale 1
     assert hockey.reward_recovery_steps == 9
-    assert hockey.stability == pytest.approx(0.675 + 0.25 * math.exp(-11 / 12))
+    assert hockey.stability == pytest.approx(0.675 + 0.25 * math.exp(-5 / 6))
 
     collapse = _stability("collapse")
-    # window 3 length means: 40, 35, 30, 20, 38/3, 26/3, 8, ... -> minimum 8 of 40.
+    # window 3 length means: 40, 110/3, 30, 20, 38/3, 26/3, 8, 8 -> minimum 8 of 40.
     assert collapse.length_retention == pytest.approx(0.2)
-    # entropy means: 1, .9, .8, 19/30, 16/30, .5, ... -> half the entropy is gone.
+    # entropy means: 1, 14/15, .8, 19/30, 16/30, .5, .5, .5 -> half the entropy is gone.
     assert collapse.entropy_drop == pytest.approx(0.5)
     assert collapse.steps == STEPS
 
@@ -191,6 +197,9 @@ def test_stability_from_steps_measures_the_dip_in_initial_reward_spreads() -> No
     metrics = stability_from_steps(steps, window=1)
     assert metrics.reward_dip == pytest.approx(0.5 / 0.25)
     assert metrics.reward_recovery_steps == 2
+    more = [*steps, _step(4, 10, 0.2, 0.1), _step(5, 10, 0.2, 0.1)]
+    # window 2: initial level .75, spread (.25 + .3) / 2; minimum mean .2
+    assert stability_from_steps(more, window=2).reward_dip == pytest.approx(0.55 / 0.275)
     no_spread = [_step(1, 10, 1.0, 0.0), _step(2, 10, 0.5, 0.0)]
     assert stability_from_steps(no_spread, window=1).reward_dip == pytest.approx(0.5)
 
