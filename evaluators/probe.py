@@ -144,7 +144,9 @@ def run_probe(
     """Run a short RLHF probe on ``actor`` and score its stability.
 
     The actor is trained in place (build a fresh one per probe, e.g. with
-    ``MergeInputs.build_actor``); the reference is a frozen copy of it taken at the start.
+    ``MergeInputs.build_actor``); the reference is a frozen copy of it taken at the start. A
+    loaded reward model is only used for scoring (moved to the probe's device, float32 on CPU,
+    dropout off), so one can be shared by many probes; the value model is a fresh copy.
 
     Args:
         actor: The in-memory causal LM to probe.

@@ -326,10 +326,6 @@ class TrlPpoBackend(ProbeBackend):
             reward_model.float()
         value_model = _value_model(actor, reward, config)
         reference = create_reference_model(actor)
-        if device == "cuda":
-            # Frozen models run in bf16; the trained ones stay in their dtype under bf16 autocast.
-            reference.to(torch.bfloat16)
-            reward_model.to(torch.bfloat16)
         recorder = _RolloutRecorder(
             tokenizer, context_length, config.missing_eos_penalty, prompt_texts
         )
