@@ -64,6 +64,7 @@ __all__ = [
     "load_merge_inputs",
     "merge_bai",
     "mergekit_yaml",
+    "output_shard_names",
     "parse_dtype",
     "parse_size",
     "preflight",
