@@ -119,6 +119,14 @@ class BaiOptunaSearch(OptunaSearch):
         """The Optuna trial asked for Tune trial ``trial_id`` (None before it was suggested)."""
         return self._ot_trials.get(trial_id)
 
+    def open_trials(self) -> dict[str, optuna.Trial]:
+        """The asked trials not told yet, by Tune trial id."""
+        return {
+            trial_id: trial
+            for trial_id, trial in self._ot_trials.items()
+            if trial_id not in self._completed_trials
+        }
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # No intermediate values: there is no pruner, and per-step reports do not carry the
         # objectives. Keep the last result for the verdict.

@@ -351,8 +351,9 @@ class _SweepRun:
             )
             front = update_front(session, sweep_id=self.sweep_id)
         self.hypervolume = front.hypervolume
-        self.counts[state] += 1
-        self.trials_run += 1
+        if not (verdict.reason or "").startswith("interrupted"):
+            self.counts[state] += 1
+            self.trials_run += 1
         self.emit(f"trial #{live.number} {state}" + (f": {error}" if error else ""))
 
 
@@ -448,7 +449,12 @@ def _finished_count(study: optuna.Study) -> int:
 
 
 def _prepare_study(
-    study: optuna.Study, space: SearchSpace, spec: SweepSpec, *, reason: str
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    space: SearchSpace,
+    spec: SweepSpec,
+    *,
+    reason: str,
 ) -> list[int]:
     """Fail orphaned RUNNING trials (re-enqueueing their ratios) and enqueue the seed points.
 
@@ -458,11 +464,11 @@ def _prepare_study(
     from optuna.trial import TrialState
 
     orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    storage = study._storage
     for trial in orphans:
+        # A trial of another (dead) process: only the storage can still decorate it.
         storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
         user_attrs = {"retry_of": trial.number}
         if trial.user_attrs.get("seed_kind"):
             user_attrs["seed_kind"] = trial.user_attrs["seed_kind"]
@@ -484,25 +490,17 @@ def _interrupt_open_trials(run: _SweepRun, reason: str) -> None:
 
     assert run.searcher is not None
     study = run.searcher.study
-    open_trials = {
-        tid: run.searcher.optuna_trial(tid)
-        for tid in run.searcher._ot_trials
-        if tid not in run.searcher.verdicts
-    }
+    open_trials = run.searcher.open_trials()
     for trial in open_trials.values():
-        if trial is not None:
-            trial.set_user_attr(INTERRUPTED_ATTR, True)
+        trial.set_user_attr(INTERRUPTED_ATTR, True)
     told = run.searcher.finish_unfinished(TrialState.FAIL, reason)
     for trial_id in told:
         trial = open_trials[trial_id]
-        if trial is None:
-            continue
-        frozen = study._storage.get_trial(trial._trial_id)
-        attrs: dict[str, Any] = {"retry_of": frozen.number}
-        if frozen.user_attrs.get("seed_kind"):
-            attrs["seed_kind"] = frozen.user_attrs["seed_kind"]
-        if frozen.params:
-            study.enqueue_trial(dict(frozen.params), user_attrs=attrs)
+        attrs: dict[str, Any] = {"retry_of": trial.number}
+        if trial.user_attrs.get("seed_kind"):
+            attrs["seed_kind"] = trial.user_attrs["seed_kind"]
+        if trial.params:
+            study.enqueue_trial(dict(trial.params), user_attrs=attrs)
 
 
 # --- Ray -----------------------------------------------------------------------------------------
@@ -707,7 +705,7 @@ def _execute(
         load_if_exists=True,
     )
     orphans = _prepare_study(
-        study, run.space, spec, reason="interrupted: its run was lost before it finished"
+        study, storage, run.space, spec, reason="interrupted: its run was lost before it finished"
     )
     with session_scope(run.engine) as session:
         repository.fail_running_trials(
@@ -747,7 +745,7 @@ def _execute(
     finally:
         if run.cancel_event.is_set():
             searcher.finish_unfinished(TrialState.PRUNED, "cancelled")
-        elif searcher._ot_trials.keys() - searcher.verdicts.keys():
+        elif searcher.open_trials():
             _interrupt_open_trials(run, "interrupted: the sweep stopped before it finished")
         _record_open_trials(run)
         if started_ray:

@@ -128,3 +128,36 @@ def test_searcher_pickles_without_its_hook(tmp_path) -> None:
     copy = cloudpickle.loads(cloudpickle.dumps(searcher))
     assert copy._before_tell is None
     assert copy._objective_names == OBJECTIVES
+
+
+def test_resume_fails_orphans_reenqueues_them_and_seeds_once(tmp_path) -> None:
+    from sweeps.runner import INTERRUPTED_ATTR, _finished_count, _prepare_study
+    from sweeps.spec import SweepSpec
+
+    spec = SweepSpec.parse(
+        {
+            "name": "resume",
+            "models": {"base": "/b", "sft": ["/s1", "/s2"], "reward": "/r", "prompts": "/p"},
+            "search": {"n_trials": 5, "seed_points": "baselines"},
+        }
+    )
+    space = spec.search_space()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'resume.db'}")
+    study = optuna.create_study(storage=storage, study_name="s", directions=spec.directions)
+    assert _prepare_study(study, storage, space, spec, reason="lost") == []
+    # A first run: two trials asked (the two baselines), one finished, then the process died.
+    done, orphan = study.ask(), study.ask()
+    space.suggest(done), space.suggest(orphan)
+    study.tell(done, [0.5, 0.5])
+    assert _finished_count(study) == 1
+    again = optuna.load_study(study_name="s", storage=storage)
+    assert _prepare_study(again, storage, space, spec, reason="lost") == [orphan.number]
+    trials = again.get_trials()
+    assert trials[orphan.number].state is TrialState.FAIL
+    assert trials[orphan.number].user_attrs[INTERRUPTED_ATTR] is True
+    assert _finished_count(again) == 1  # the orphan does not use up the budget
+    # The orphan's ratios come back first, with its seed kind; the seeds are not enqueued again.
+    waiting = again.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1
+    assert waiting[0].user_attrs == {"retry_of": orphan.number, "seed_kind": "baseline"}
+    assert space.candidate(waiting[0].system_attrs["fixed_params"]).weights == (0.0, 1.0)
