@@ -90,7 +90,9 @@ def resumed_sweep(demo_world: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     """Run a 4-trial demo sweep, SIGKILL it once a trial finished, run it again to the end."""
     directory = tmp_path_factory.mktemp("nightly")
     url = f"sqlite:///{directory / 'sweeps.sqlite'}"
-    spec_file = write_demo_spec(demo_world, directory / "sweep.yaml", name="test-nightly")
+    spec_file = write_demo_spec(
+        demo_world, directory / "sweep.yaml", name="test-nightly", export_front=True
+    )
     env = {**os.environ, "BAI_SWEEP_DATA_DIR": str(directory / "data")}
     args = ["run", str(spec_file), "--db", url, "--report-dir", str(directory / "report")]
     log = (directory / "first-run.log").open("w")

@@ -118,6 +118,17 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
     assert {"pareto.png", "hypervolume.png", "curves.png", "report.md"} <= {
         p.name for p in report.iterdir()
     }
+    # export_front: each front member's actor merged to disk, the recipe beside it.
+    by_number = {t.number: t for t in complete}
+    for member in front.members:
+        actor = Path(by_number[member.trial_number].actor_path)
+        assert actor.parent == resumed_sweep.directory / "data" / "exports" / sweep_id
+        assert (actor / "model.safetensors").is_file()
+        recipe = json.loads((actor / "bai_recipe.json").read_text())
+        assert recipe["alpha"] == pytest.approx(member.alpha)
+        assert recipe["weights"] == pytest.approx(member.weights)
+    front_numbers = {m.trial_number for m in front.members}
+    assert all(t.actor_path is None for t in complete if t.number not in front_numbers)
     # optuna-dashboard data: metrics as user attributes, the curve PNG as an artifact.
     study = _study(url, sweep_id)
     artifacts = resumed_sweep.directory / "data" / "artifacts"
