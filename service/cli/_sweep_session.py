@@ -180,14 +180,17 @@ def print_summary(result: SessionResult) -> None:
         soft_wrap=True,
     )
     header, rows = result.report.front_table()
+    # trial, kind, weights, alpha and the objectives; the stability details are in the report.
+    shown = 4 + len(result.data.objectives)
+    header, rows = header[:shown], [row[:shown] for row in rows]
     if rows:
         front = Table(
             title=f"Pareto front (hypervolume {result.report.hypervolume:.4f})",
             title_justify="left",
         )
         for column in header:
-            front.add_column(column, no_wrap=column in ("trial", "weights"))
+            front.add_column(column, no_wrap=True)
         for row in rows:
             front.add_row(*row)
-        console.print(front, width=max(console.width, 120))
+        console.print(front)
     console.print(f"report: {result.directory / 'report.md'}", highlight=False, soft_wrap=True)
