@@ -6,6 +6,7 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 
+from service.cache import ResponseCache
 from service.errors import install_error_handlers
 from service.routes import health, reports, sweeps
 from service.settings import Settings, get_settings
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = create_engine_for(settings.resolved_database_url)
+    app.state.response_cache = ResponseCache(settings.read_cache_ttl)
     install_error_handlers(app)
     app.include_router(sweeps.router)
     app.include_router(reports.router)

@@ -41,12 +41,12 @@ def check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | 
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="invalid bearer token")
 
 
-def require_write_access(settings: SettingsDep, credentials: CredentialsDep) -> None:
+async def require_write_access(settings: SettingsDep, credentials: CredentialsDep) -> None:
     """Dependency of mutating endpoints: the token is always required when configured."""
     check_token(settings, credentials)
 
 
-def require_read_access(settings: SettingsDep, credentials: CredentialsDep) -> None:
+async def require_read_access(settings: SettingsDep, credentials: CredentialsDep) -> None:
     """Dependency of read endpoints: the token is required only if ``read_token_required``."""
     if settings.read_token_required:
         check_token(settings, credentials)

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     read_token_required: bool = Field(
         default=False, description="Require the bearer token for read endpoints too."
     )
+    read_cache_ttl: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds a sweep's status and front responses may be served from the API "
+        "process's cache (0: off).",
+    )
     ray_address: str | None = Field(
         default=None,
         validation_alias=AliasChoices("BAI_SWEEP_RAY_ADDRESS", "RAY_ADDRESS"),

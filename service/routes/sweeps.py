@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+from pydantic import BaseModel
+from sqlalchemy import Engine
 
 from service.auth import require_read_access, require_write_access
-from service.deps import EngineDep, SettingsDep
+from service.deps import CacheDep, EngineDep, SettingsDep
 from service.schemas import (
     SWEEP_SPEC_EXAMPLE,
     ErrorBody,
@@ -25,6 +27,24 @@ from storage.engine import session_scope
 from storage.models import SweepStatus, TrialState
 from storage.repository import MAX_PAGE_SIZE
 from sweeps.spec import SweepSpec
+
+
+def _json(body: BaseModel) -> bytes:
+    return body.model_dump_json().encode()
+
+
+def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
+    with session_scope(engine, read_only=True) as session:
+        summary = repository.sweep_summary(session, sweep_id=sweep_id)
+    return _json(SweepDetail.of(summary))
+
+
+def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
+    with session_scope(engine, read_only=True) as session:
+        sweep = repository.get_sweep(session, sweep_id=sweep_id)
+        front = repository.get_front(session, sweep_id=sweep_id)
+    return _json(ParetoFrontBody.of(sweep, front))
+
 
 _ERRORS = {
     401: {"model": ErrorBody, "description": "Missing bearer token"},
@@ -120,11 +140,11 @@ def list_sweeps(
     response_model=SweepDetail,
     summary="Status, progress and front summary",
 )
-def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
+async def get_sweep(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> Response:
     """Status, completed / total trials, front size and the latest step metrics of running
-    trials."""
-    with session_scope(engine, read_only=True) as session:
-        return SweepDetail.of(repository.sweep_summary(session, sweep_id=sweep_id))
+    trials (may be up to `BAI_SWEEP_READ_CACHE_TTL` seconds old)."""
+    body = await cache.get_or_render(("sweep", sweep_id), lambda: _render_sweep(engine, sweep_id))
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -135,11 +155,13 @@ def get_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepDetail:
     summary="Cancel a sweep",
     responses={409: {"model": ErrorBody, "description": "The sweep already finished"}},
 )
-def cancel_sweep(sweep_id: SweepId, engine: EngineDep) -> SweepItem:
+def cancel_sweep(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> SweepItem:
     """A queued sweep is cancelled at once; a running one stops after its worker's next
     heartbeat (status `cancelled` then). Cancelling a cancelled sweep is a no-op."""
     with session_scope(engine) as session:
-        return SweepItem.of(repository.request_cancel(session, sweep_id=sweep_id))
+        sweep = repository.request_cancel(session, sweep_id=sweep_id)
+    cache.invalidate(sweep_id)
+    return SweepItem.of(sweep)
 
 
 @router.get(
@@ -182,8 +204,8 @@ def get_trial(
     response_model=ParetoFrontBody,
     summary="The current Pareto front",
 )
-def get_pareto(sweep_id: SweepId, engine: EngineDep) -> ParetoFrontBody:
-    """The trials on the Pareto front with their ratios and objective values."""
-    with session_scope(engine, read_only=True) as session:
-        sweep = repository.get_sweep(session, sweep_id=sweep_id)
-        return ParetoFrontBody.of(sweep, repository.get_front(session, sweep_id=sweep_id))
+async def get_pareto(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> Response:
+    """The trials on the Pareto front with their ratios and objective values (may be up to
+    `BAI_SWEEP_READ_CACHE_TTL` seconds old)."""
+    body = await cache.get_or_render(("pareto", sweep_id), lambda: _render_pareto(engine, sweep_id))
+    return Response(body, media_type="application/json")

@@ -128,6 +128,7 @@ def service_settings(
             "worker_poll_interval": 0.2,
             "heartbeat_interval": 0.5,
             "stale_after": 5.0,
+            "read_cache_ttl": 0.0,  # tests assert exact states; test_cache.py covers the cache
         }
         values.update(overrides)
         return Settings(**values)
