@@ -39,7 +39,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from storage import (  # noqa: E402 - after the path set-up
+from service.settings import Settings  # noqa: E402 - after the path set-up
+from storage import (  # noqa: E402
     SweepStatus,
     TrialState,
     create_sweep,
@@ -348,7 +349,10 @@ def main() -> int:
                 results += bench("postgresql", url, args, data_dir)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if all(r["target_met"] and not r["errors"] for r in results) else 1
+    # The verdict is on the service's defaults; the other TTLs are reported for comparison.
+    default_ttl = Settings.model_fields["read_cache_ttl"].default
+    judged = [r for r in results if r["read_cache_ttl_s"] == default_ttl] or results
+    return 0 if all(r["target_met"] and not r["errors"] for r in judged) else 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from service.settings import Settings
 from storage import repository
 from storage.engine import session_scope
+from storage.exceptions import DatabaseUnavailableError
 from storage.models import Sweep, SweepStatus
 
 logger = logging.getLogger(__name__)
@@ -198,7 +199,14 @@ class Worker:
         """
         ran = 0
         while not self.stop_event.is_set():
-            if self.run_one() is not None:
+            try:
+                sweep_id = self.run_one()
+            except DatabaseUnavailableError as exc:
+                # A database restart or a network blip must not end the worker: retry.
+                logger.warning("worker %s: %s; retrying", self.worker_id, exc)
+                self.stop_event.wait(self.settings.worker_poll_interval)
+                continue
+            if sweep_id is not None:
                 ran += 1
                 if max_sweeps is not None and ran >= max_sweeps:
                     break

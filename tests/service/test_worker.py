@@ -23,6 +23,7 @@ from storage import (
     init_database,
     session_scope,
 )
+from storage.exceptions import DatabaseUnavailableError
 from storage.models import utc_now
 
 
@@ -148,3 +149,20 @@ def test_gives_up_after_max_attempts(settings: Settings, engine: Engine) -> None
     worker = Worker(settings, engine, run_sweep=FakeRunner(engine, lambda *_: "succeeded"))
     assert worker.run_one() is None
     assert _status(engine, sweep_id).status is SweepStatus.FAILED
+
+
+def test_survives_an_unavailable_database(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_id = _queue(engine)
+    worker = Worker(settings, engine, run_sweep=FakeRunner(engine, lambda *_: "succeeded"))
+    real_claim, failures = worker.claim, [DatabaseUnavailableError("database unavailable: down")]
+
+    def flaky_claim() -> Any:
+        if failures:
+            raise failures.pop()
+        return real_claim()
+
+    monkeypatch.setattr(worker, "claim", flaky_claim)
+    assert worker.run(max_sweeps=1) == 1
+    assert _status(engine, sweep_id).status is SweepStatus.SUCCEEDED
