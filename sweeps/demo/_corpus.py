@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sweeps.demo import problems as task
 from sweeps.demo._tokenizer import FILLER_OBJECTS, FILLER_SUBJECTS, FILLER_TAILS, FILLER_VERBS
 from sweeps.demo.problems import Problem
 
@@ -72,13 +73,18 @@ PREFERENCES: tuple[tuple[ResponseKind, ResponseKind], ...] = (
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One comparison: ``chosen`` is preferred over ``rejected`` as a response to ``question``."""
+    """One comparison: ``chosen`` is preferred over ``rejected`` as a response to ``problem``."""
 
-    question: str
+    problem: Problem
     chosen: str
     rejected: str
     chosen_kind: ResponseKind
     rejected_kind: ResponseKind
+
+    @property
+    def question(self) -> str:
+        """The prompt both responses answer."""
+        return self.problem.question
 
     @property
     def chosen_finished(self) -> bool:
@@ -92,23 +98,28 @@ class PreferencePair:
 
 
 def _wrong_value(value: int, rng: random.Random) -> int:
-    delta = rng.choice([d for d in range(-10, 11) if d != 0])
-    return value + delta if 0 <= value + delta <= 99 else value - delta
+    """A wrong value in ``[0, MAX_VALUE]``, off by 5 to 40 (errors an RM this small can see)."""
+    delta = rng.choice([d for d in range(-40, 41) if abs(d) >= 5])
+    return value + delta if 0 <= value + delta <= task.MAX_VALUE else value - delta
 
 
 def responses(problem: Problem, rng: random.Random) -> dict[ResponseKind, str]:
     """One response of every kind for ``problem``.
 
-    A wrong trace makes one arithmetic slip and carries it on consistently, so the error is
-    visible only by checking a step; a truncated one stops before its answer.
+    A wrong trace makes one slip, an arithmetic error or a miscopied operand, and carries it
+    on consistently, so the error is visible only by checking a step; a truncated one stops
+    before its answer.
     """
     steps = problem.steps
     slip = rng.randrange(len(steps))
+    copy_slip = rng.random() < 0.5
     sentences = []
     value = steps[0][0]
     for index, (_, op, right, _) in enumerate(steps):
+        if index == slip and copy_slip:
+            right = rng.choice([n for n in range(task.MAX_OPERAND + 1) if n != right])
         result = value + right if op == "plus" else value - right
-        if index == slip:
+        if index == slip and not copy_slip:
             result = _wrong_value(result, rng)
         sentences.append(f"{value} {op} {right} is {result} .")
         value = result
@@ -125,13 +136,20 @@ def responses(problem: Problem, rng: random.Random) -> dict[ResponseKind, str]:
     }
 
 
-def preference_pairs(problems: list[Problem], rng: random.Random) -> list[PreferencePair]:
-    """Every preference of :data:`PREFERENCES` for each problem."""
+# The length and format preferences are learnt within ~100 steps; correctness is the hard
+# part, so the reward model's training adds these comparisons on further problems.
+CORRECTNESS_PREFERENCES = PREFERENCES[:3]
+
+
+def preference_pairs(
+    problems: list[Problem],
+    rng: random.Random,
+    preferences: tuple[tuple[ResponseKind, ResponseKind], ...] = PREFERENCES,
+) -> list[PreferencePair]:
+    """Every comparison of ``preferences`` for each problem."""
     pairs = []
     for problem in problems:
         texts = responses(problem, rng)
-        for winner, loser in PREFERENCES:
-            pairs.append(
-                PreferencePair(problem.question, texts[winner], texts[loser], winner, loser)
-            )
+        for winner, loser in preferences:
+            pairs.append(PreferencePair(problem, texts[winner], texts[loser], winner, loser))
     return pairs

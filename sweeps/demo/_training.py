@@ -151,7 +151,6 @@ def encode_pair_sides(
     pairs: Sequence[PreferencePair], tokenizer: PreTrainedTokenizerFast
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of ``question + chosen`` and ``question + rejected`` (eos when finished)."""
-
     eos = [tokenizer.eos_token_id]
     chosen = tokenizer([f"{p.question} {p.chosen}" for p in pairs])["input_ids"]
     rejected = tokenizer([f"{p.question} {p.rejected}" for p in pairs])["input_ids"]
@@ -181,7 +180,7 @@ def train_reward_model(
     rng: random.Random,
     on_step: OnStep | None = None,
 ) -> float:
-    """Bradley-Terry training: maximise ``log sigmoid(r(chosen) - r(rejected))``."""
+    """Bradley-Terry training: minimise ``-log sigmoid(r(chosen) - r(rejected))``."""
     indices = range(len(chosen))
 
     def loss_of_step(_: int) -> torch.Tensor:

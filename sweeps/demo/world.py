@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 WORLD_FORMAT = 1
 # Bump when the training code changes what a recipe produces, so old caches are not reused.
-CODE_VERSION = 1
+CODE_VERSION = 2
 MODEL_DIRS = {
     "base": "base",
     "sft_instruct": "sft-instruct",
@@ -73,12 +73,13 @@ class WorldRecipe:
     pretrain_documents: int = 80_000
     block_size: int = 64
     base: StageRecipe = StageRecipe(steps=500, batch_size=32, learning_rate=4e-3)
-    instruct: StageRecipe = StageRecipe(steps=150, batch_size=64, learning_rate=2e-3)
+    instruct: StageRecipe = StageRecipe(steps=250, batch_size=64, learning_rate=2e-3)
     reasoning: StageRecipe = StageRecipe(steps=400, batch_size=64, learning_rate=2e-3)
-    reward: StageRecipe = StageRecipe(steps=400, batch_size=32, learning_rate=2e-3)
+    reward: StageRecipe = StageRecipe(steps=1200, batch_size=32, learning_rate=1e-3)
     reward_train_problems: int = 4_000
+    """Problems giving every comparison; as many more give the correctness comparisons."""
     heldout_problems: int = 256
-    reward_heldout_problems: int = 150
+    reward_heldout_problems: int = 300
     probe_prompts: int = 256
     max_new_tokens: int = 32
     min_length_ratio: float = 3.0
@@ -198,7 +199,8 @@ def build_world(
         recipe: Sizes and training settings (default: :class:`WorldRecipe`).
 
     Raises:
-        QualityGateError: The trained models missed a quality gate (nothing is cached).
+        QualityGateError: The trained models missed a quality gate; no world is cached, only
+            its build record (``out_dir/<key>.failed.json``).
     """
     from filelock import FileLock
 
@@ -211,18 +213,23 @@ def build_world(
         if (target / "world.json").is_file():
             logger.info("reusing demo world %s", target)
             return load_world(target)
+        # Holding the lock, any staging directory of this key is a dead builder's leftover.
+        for leftover in out_dir.glob(f".building-{key}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = out_dir / f".building-{key}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
             _train_world(staging, recipe=recipe, seed=seed, key=key, progress=progress)
             world = load_world(staging)
             failed = [check for check in world.gates if not check.passed]
             if failed and recipe.enforce_gates:
+                record = out_dir / f"{key}.failed.json"
+                shutil.copyfile(world.world_json, record)
                 raise QualityGateError(
                     "demo world failed its quality gates: "
                     + "; ".join(
                         f"{c.name} = {c.value:.3f} (needs >= {c.threshold:.3f})" for c in failed
                     )
+                    + f" (build record: {record})"
                 )
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
@@ -375,10 +382,12 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         reward_config.num_labels = 1
         reward = LlamaForSequenceClassification(reward_config)
         reward.model.load_state_dict(base.model.state_dict())
-        reward_train = train[: recipe.reward_train_problems]
-        chosen, rejected = training.encode_pair_sides(
-            corpus.preference_pairs(reward_train, rng), tokenizer
+        count = recipe.reward_train_problems
+        reward_pairs = corpus.preference_pairs(train[:count], rng)
+        reward_pairs += corpus.preference_pairs(
+            train[count : 2 * count], rng, corpus.CORRECTNESS_PREFERENCES
         )
+        chosen, rejected = training.encode_pair_sides(reward_pairs, tokenizer)
         final_losses["reward"] = training.train_reward_model(
             reward,
             chosen,

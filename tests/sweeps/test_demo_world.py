@@ -180,12 +180,14 @@ def test_concurrent_builders_train_once(tmp_path, monkeypatch):
     assert len(worlds) == 2 and worlds[0] == worlds[1]
 
 
-def test_a_failed_gate_is_an_error_and_nothing_is_cached(tmp_path):
+def test_a_failed_gate_is_an_error_and_only_its_record_is_kept(tmp_path):
     strict = dataclasses.replace(TINY, enforce_gates=True, min_accuracy_gain=1.01)
     with pytest.raises(QualityGateError, match="instruct_accuracy_gain") as failure:
         build_world(tmp_path, progress=False, recipe=strict)
     assert isinstance(failure.value, SweepsError)
-    assert not [path for path in tmp_path.iterdir() if not path.name.endswith(".lock")]
+    kept = sorted(path.name for path in tmp_path.iterdir() if not path.name.endswith(".lock"))
+    assert kept == [f"{strict.cache_key(0)}.failed.json"]
+    assert json.loads((tmp_path / kept[0]).read_text())["gates"]["passed"] is False
 
 
 def test_load_world_of_an_empty_directory_is_a_user_error(tmp_path):

@@ -1,0 +1,46 @@
+"""``bai-sweep demo build``: builds or reuses the demo world and prints its gates."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+from sweeps.demo import world as world_module
+from tests.sweeps.test_demo_world import TINY
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_demo_build_reuses_the_cached_world_and_prints_its_gates(demo_world):
+    result = runner.invoke(
+        app, ["demo", "build", "--out", str(demo_world.root.parent), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert str(demo_world.root) in result.output.replace("\n", "")
+    for check in demo_world.gates:
+        assert check.name in result.output
+    assert "NO" not in result.output
+    for name in ("base", "sft-instruct", "sft-reasoning", "reward"):
+        assert name in result.output
+
+
+def test_a_failed_gate_is_a_one_line_error(tmp_path, monkeypatch):
+    strict = dataclasses.replace(TINY, enforce_gates=True, min_accuracy_gain=1.01)
+    monkeypatch.setattr(world_module, "WorldRecipe", lambda: strict)
+    result = runner.invoke(app, ["demo", "build", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2
+    assert "failed its quality gates" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_demo_compares_a_bai_actor_with_its_parents(demo_world):
+    result = runner.invoke(app, ["demo", "--out", str(demo_world.root.parent), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "quality gates" in result.output
+    assert "BAI alpha=0.5 w=(0.5, 0.5)" in result.output
+    assert "probe prompts" in result.output
