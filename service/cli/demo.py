@@ -114,8 +114,11 @@ def _print_gates(world: DemoWorld) -> None:
 def _compare_bai_actor(world: DemoWorld) -> None:
     from rich.table import Table
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     from sweeps.demo import evaluate_generations, generate
+
+    transformers_logging.disable_progress_bar()
     from sweeps.merge import load_merge_inputs
 
     lines = world.prompts.read_text().splitlines()[:DEMO_PROMPTS]

@@ -160,8 +160,8 @@ class DemoWorld:
 
 
 def load_world(root: Path | str) -> DemoWorld:
-    """Load a built world from its directory (the one holding ``world.json``)."""
-    root = Path(root)
+    """Load a built world from its directory (the one holding ``world.json``); paths absolute."""
+    root = Path(root).resolve()
     record_path = root / "world.json"
     try:
         record = json.loads(record_path.read_text())
@@ -193,7 +193,8 @@ def build_world(
     """Build the demo world under ``out_dir``, or reuse the one built for this recipe and seed.
 
     Args:
-        out_dir: Cache directory; the world goes to ``out_dir/<recipe hash>/``.
+        out_dir: Cache directory; the world goes to ``out_dir/<recipe hash>/`` (the returned
+            paths are absolute, so they stay valid in processes with another working directory).
         seed: Seed of every random choice (data, initialisation, batches).
         progress: Show a rich progress display on stderr.
         recipe: Sizes and training settings (default: :class:`WorldRecipe`).
@@ -205,7 +206,7 @@ def build_world(
     from filelock import FileLock
 
     recipe = recipe or WorldRecipe()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     key = recipe.cache_key(seed)
     target = out_dir / key

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.cli.demo import _compare_bai_actor
 from sweeps.demo import world as world_module
 from tests.sweeps.test_demo_world import TINY
 
@@ -38,9 +39,10 @@ def test_a_failed_gate_is_a_one_line_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_compares_a_bai_actor_with_its_parents(demo_world):
-    result = runner.invoke(app, ["demo", "--out", str(demo_world.root.parent), "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert "quality gates" in result.output
-    assert "BAI alpha=0.5 w=(0.5, 0.5)" in result.output
-    assert "probe prompts" in result.output
+def test_demo_compares_a_bai_actor_with_its_parents(demo_world, capsys):
+    _compare_bai_actor(demo_world)
+    output = capsys.readouterr().out
+    assert "probe prompts" in output
+    for name in ("base", "sft-instruct", "sft-reasoning", "BAI alpha=0.5"):
+        assert name in output
+    assert "Loading weights" not in output

@@ -289,3 +289,11 @@ def test_world_sft_models_answer_as_trained(demo_world):
         stats[name] = evaluate_generations(generate(model, tokenizer, questions, 32), answers)
     assert stats["reasoning"].mean_length >= 3 * stats["instruct"].mean_length
     assert stats["instruct"].finished_rate == 1.0
+
+
+def test_world_paths_are_absolute_when_built_from_a_relative_path(tiny_world, monkeypatch):
+    monkeypatch.chdir(tiny_world.root.parent)
+    world = build_world(".", progress=False, recipe=TINY)
+    assert world == tiny_world
+    assert world.base.is_absolute() and world.prompts.is_absolute()
+    assert load_world(tiny_world.root.name).root == tiny_world.root
