@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,18 +26,34 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# The root errors of our packages. They are looked up in ``sys.modules`` when an error is
+# raised rather than imported up front: importing ``storage`` pulls in sqlalchemy, and a module
+# that was never imported cannot have raised its error.
+_ROOT_ERRORS = (
+    ("sweeps.exceptions", "SweepsError"),
+    ("evaluators.exceptions", "EvaluatorError"),
+    ("storage.exceptions", "StorageError"),
+)
+
+
+def _loaded_root_errors() -> tuple[type[Exception], ...]:
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in _ROOT_ERRORS if module in sys.modules
+    )
+
+
 @contextmanager
 def user_errors(*error_types: type[Exception], code: int = 2) -> Iterator[None]:
-    """Turn the given (user-caused) exception types into a one-line error and exit ``code``."""
-    from evaluators.exceptions import EvaluatorError
-    from storage.exceptions import StorageError
-    from sweeps.exceptions import SweepsError
+    """Turn the given (user-caused) exception types into a one-line error and exit ``code``.
 
-    handled = error_types or (SweepsError, EvaluatorError, StorageError)
+    Without ``error_types``, the root errors of ``sweeps``, ``evaluators`` and ``storage``.
+    """
     try:
         yield
-    except handled as exc:
-        raise fail(str(exc), code) from None
+    except Exception as exc:
+        if isinstance(exc, error_types or _loaded_root_errors()):
+            raise fail(str(exc), code) from None
+        raise
 
 
 def parse_floats(value: str, option: str) -> list[float]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli._app import app, console, fail, parse_floats
+from service.cli._app import app, console, fail, parse_floats, user_errors
 
 if TYPE_CHECKING:
     from sweeps.merge import MergePlan
@@ -57,10 +57,9 @@ def merge(
 ) -> None:
     """Merge a base and N SFT checkpoints: alpha * base + (1 - alpha) * sum_i w_i * sft_i."""
     from sweeps import merge as engine
-    from sweeps.exceptions import SweepsError
 
     ratios = parse_floats(weights, "--weights") if weights else [1.0 / len(sft)] * len(sft)
-    try:
+    with user_errors():
         ratios, alpha = engine.validate_ratios(ratios, alpha, len(sft), normalize=normalize)
         out_dtype = engine.parse_dtype(dtype)
         engine.parse_size(max_shard_size)
@@ -88,10 +87,6 @@ def merge(
                 overwrite=overwrite,
                 on_tensor=advance,
             )
-    except SweepsError as error:
-        # Caught here rather than with user_errors(), which imports every package's errors
-        # (and with them sqlalchemy): the merge's start-up time is part of its benchmark.
-        raise fail(str(error)) from None
     elapsed = time.perf_counter() - started
     console.print(
         f"merged {plan.num_parameters:,} parameters into {out} in {elapsed:.1f} s",
