@@ -3,6 +3,8 @@
 ``datasets`` and ``huggingface_hub`` read their offline switches once, at import time, so the
 environment variables must be set before either is imported. :func:`force_offline` sets them and,
 for a library that a caller already imported, also flips the module-level switch it consults.
+It is called where the evaluators load models or tasks, never at import: importing a config
+model must not change the process's environment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,3 @@ def force_offline() -> None:
     if datasets_config is not None:
         datasets_config.HF_HUB_OFFLINE = True
         datasets_config.HF_DATASETS_OFFLINE = True
-
-
-force_offline()

@@ -60,11 +60,17 @@ __all__ = [
     "result_from_lm_eval",
 ]
 
-# Offline before lm-eval (imported lazily, in the functions below) imports `datasets`.
-force_offline()
-# Bootstrapped standard errors run in this process: a process pool per metric inside a Ray
-# trial costs more than it saves (lm-eval reads this variable at call time).
-os.environ.setdefault("DISABLE_MULTIPROC", "1")
+
+def _prepare_environment() -> None:
+    """Set the environment lm-eval needs, at use (importing this module changes nothing).
+
+    Offline before lm-eval (imported lazily, in the functions below) imports ``datasets``.
+    Bootstrapped standard errors run in this process: a process pool per metric inside a Ray
+    trial costs more than it saves (lm-eval reads this variable at call time).
+    """
+    force_offline()
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")
+
 
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
@@ -508,6 +514,7 @@ class BenchmarkRunner:
 
     def __init__(self, config: BenchmarkConfig, tokenizer: PreTrainedTokenizerBase) -> None:
         started = time.perf_counter()
+        _prepare_environment()
         self.config = config
         self.tokenizer = tokenizer
         self.device = resolve_device(config.device)
@@ -615,6 +622,7 @@ def load_checkpoint(
     Raises:
         ModelLoadError: nothing loadable at ``path``.
     """
+    _prepare_environment()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -101,9 +101,15 @@ def create_sweep(
     engine: EngineDep,
 ) -> SweepCreated:
     """Check the spec (schema; model paths exist under the model roots; checkpoints
-    merge-compatible from their headers; benchmark tasks known) and queue it. Nothing is queued
+    merge-compatible from their headers; prompts, batch and response budget fit the actor;
+    reward head, tokenizer, devices and benchmark tasks usable) and queue it. Nothing is queued
     if any check fails. A worker picks the sweep up; poll `GET /sweeps/{id}`."""
-    checked = validate_spec(spec, settings.resolved_model_roots)
+    checked = validate_spec(
+        spec,
+        settings.resolved_model_roots,
+        trust_remote_code=settings.trust_remote_code,
+        local_devices=settings.ray_address is None,
+    )
     with session_scope(engine) as session:
         sweep = repository.create_sweep(
             session,
