@@ -20,16 +20,18 @@ class ProbeConfig(BaseModel):
 
     backend: str = "trl-ppo"
     """Name of the probe backend (see ``evaluators.backends``)."""
-    steps: int = Field(30, ge=1)
+    steps: int = Field(30, ge=1, le=100_000)
     """Number of RL updates (one rollout batch each)."""
-    batch_size: int = Field(8, ge=2)
+    batch_size: int = Field(8, ge=2, le=65_536)
     """Prompts per rollout batch."""
-    mini_batches: int = Field(1, ge=1)
+    mini_batches: int = Field(1, ge=1, le=65_536)
     """Mini-batches each rollout batch is split into for the PPO updates."""
-    ppo_epochs: int = Field(1, ge=1)
+    ppo_epochs: int = Field(1, ge=1, le=1000)
     """Passes over each rollout batch."""
-    response_length: int = Field(128, ge=1)
-    """Maximum new tokens per response; a response without EOS is cut here (truncated)."""
+    response_length: int = Field(64, ge=1, le=1_048_576)
+    """Maximum new tokens per response; a response without EOS is cut here (truncated). The
+    longest prompt plus this must fit the actor's positions (the pre-flight checks it); the
+    default fits the demo world (128 positions)."""
     temperature: float = Field(0.7, gt=0)
     """Sampling temperature of the rollouts."""
     kl_coef: float = Field(0.05, ge=0)
@@ -53,7 +55,7 @@ class ProbeConfig(BaseModel):
     """Stop as soon as a collapse is certain (the result is then flagged partial)."""
     collapse_threshold: float = Field(DEFAULT_COLLAPSE_THRESHOLD, gt=0, le=1)
     """Length retention below which the probe counts as collapsed."""
-    stability_window: int = Field(DEFAULT_WINDOW, ge=1)
+    stability_window: int = Field(DEFAULT_WINDOW, ge=1, le=100_000)
     """Rolling-mean window of the stability metrics, in steps."""
     kl_budget: float = Field(DEFAULT_KL_BUDGET, gt=0)
     """KL above which the stability score is scaled down."""

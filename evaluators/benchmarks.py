@@ -109,12 +109,14 @@ class BenchmarkConfig(BaseModel):
     selection: tuple[TaskRef, ...] = Field(
         default_factory=lambda: _default_refs(DEFAULT_SELECTION),
         min_length=1,
+        max_length=64,
         validation_alias=AliasChoices("selection", "tasks"),
         description="Tasks that drive the search; `benchmark` is their weighted mean "
         "(also accepted as `tasks`).",
     )
     report: tuple[TaskRef, ...] = Field(
         default_factory=lambda: _default_refs(DEFAULT_REPORT),
+        max_length=64,
         description="Held-out tasks: scored and reported, never part of `benchmark`.",
     )
     allow_overlap: bool = Field(
@@ -122,11 +124,11 @@ class BenchmarkConfig(BaseModel):
         description="Allow a task in both selection and report (it is then not held out).",
     )
     limit: int | None = Field(
-        default=None, ge=1, description="Score at most this many documents per task."
+        default=None, ge=1, le=10_000_000, description="Score at most this many documents per task."
     )
-    batch_size: int = Field(default=32, ge=1, description="Requests per forward pass.")
+    batch_size: int = Field(default=32, ge=1, le=65_536, description="Requests per forward pass.")
     include_path: tuple[Path, ...] = Field(
-        default=(), description="Directories of user lm-eval task YAMLs."
+        default=(), max_length=16, description="Directories of user lm-eval task YAMLs."
     )
     device: str | None = Field(
         default=None, description="`cpu`, `cuda`, `cuda:N` or `mps`; default: CUDA if available."

@@ -86,9 +86,10 @@ def check_checkpoint_dir(path: Path, field: str) -> dict[str, Any]:
     read files elsewhere.
     """
     if not path.is_dir():
+        problem = "is not a directory" if path.exists() else "does not exist"
         raise PreflightError(
-            f"{field}: {str(path)!r} is not a directory; give the path of a local checkpoint "
-            "(nothing is downloaded from a hub)"
+            f"{field}: {str(path)!r} {problem}; give the path of a local checkpoint "
+            "directory (nothing is downloaded from a hub)"
         )
     if not (path / "config.json").is_file():
         raise PreflightError(f"{field}: {path} has no config.json; is it a checkpoint directory?")
@@ -375,6 +376,7 @@ def check_benchmarks(
     trust_remote_code: bool,
     builtin_tasks: bool,
     field: str = "benchmarks",
+    include_field: str = "benchmarks.include_path",
 ) -> None:
     """The task YAMLs are safe and every task name resolves.
 
@@ -384,7 +386,7 @@ def check_benchmarks(
     """
     paths = [Path(p).expanduser().resolve() for p in config.include_path]
     known = set(SHIPPED_TASKS) | check_task_files(
-        paths, trust_remote_code=trust_remote_code, field=f"{field}.include_path"
+        paths, trust_remote_code=trust_remote_code, field=include_field
     )
     unknown = [name for name in config.task_names if name not in known]
     if unknown and builtin_tasks:
@@ -393,7 +395,7 @@ def check_benchmarks(
         scope = "" if builtin_tasks else " (the service does not run lm-eval's built-in tasks)"
         raise PreflightError(
             f"{field}: unknown task(s) {', '.join(unknown)}{scope}; use one of "
-            f"{', '.join(sorted(known))} or define it under {field}.include_path"
+            f"{', '.join(sorted(known))} or define it under {include_field}"
         )
 
 
