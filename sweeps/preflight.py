@@ -92,7 +92,9 @@ def check_checkpoint_dir(path: Path, field: str) -> dict[str, Any]:
             "directory (nothing is downloaded from a hub)"
         )
     if not (path / "config.json").is_file():
-        raise PreflightError(f"{field}: {path} has no config.json; is it a checkpoint directory?")
+        raise PreflightError(
+            f"{field}: {path} is not a checkpoint directory (no config.json); give a saved model"
+        )
     index = path / _INDEX_FILE
     if index.is_file():
         root = path.resolve()
