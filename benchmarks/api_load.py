@@ -106,7 +106,7 @@ def seed(url: str, *, n_sweeps: int, n_trials: int, n_steps: int, seed: int = 0)
                         {
                             "step": step,
                             "length_mean": 40 + rng.gauss(0, 5),
-                            "reward": rng.random(),
+                            "reward_mean": rng.random(),
                             "kl": rng.random() / 10,
                             "entropy": 2.0,
                         }

@@ -36,7 +36,7 @@ KEY_STABILITY_METRICS = (
     "entropy_drop",
 )
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
-CURVES = (("length_mean", "mean response length"), ("reward", "reward"), ("kl", "KL"))
+CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
 FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
 
 _KIND_STYLE = {

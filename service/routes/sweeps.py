@@ -41,9 +41,8 @@ def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
 
 def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
     with session_scope(engine, read_only=True) as session:
-        sweep = repository.get_sweep(session, sweep_id=sweep_id)
-        front = repository.get_front(session, sweep_id=sweep_id)
-    return _json(ParetoFrontBody.of(sweep, front))
+        spec, front = repository.get_spec_and_front(session, sweep_id=sweep_id)
+    return _json(ParetoFrontBody.of(sweep_id, spec, front))
 
 
 _ERRORS = {
@@ -137,7 +136,7 @@ def list_sweeps(
         page = repository.list_sweeps(
             session, offset=offset, limit=limit, status=sweep_status, name=name
         )
-        return SweepPage.of(page)
+        return SweepPage.model_validate(page)
 
 
 @router.get(
@@ -167,7 +166,7 @@ def cancel_sweep(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> Sweep
     with session_scope(engine) as session:
         sweep = repository.request_cancel(session, sweep_id=sweep_id)
     cache.invalidate(sweep_id)
-    return SweepItem.of(sweep)
+    return SweepItem.model_validate(sweep)
 
 
 @router.get(
@@ -185,7 +184,7 @@ def list_trials(
         page = repository.list_trials(
             session, sweep_id=sweep_id, offset=offset, limit=limit, state=state
         )
-        return TrialPage.of(page)
+        return TrialPage.model_validate(page)
 
 
 @router.get(
@@ -201,7 +200,8 @@ def get_trial(
 ) -> TrialDetail:
     """Parameters, objective values, stability and benchmark metrics, and every probe step."""
     with session_scope(engine, read_only=True) as session:
-        return TrialDetail.of(repository.get_trial(session, sweep_id=sweep_id, number=number))
+        trial = repository.get_trial(session, sweep_id=sweep_id, number=number)
+        return TrialDetail.model_validate(trial)
 
 
 @router.get(
