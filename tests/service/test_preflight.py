@@ -183,16 +183,30 @@ def test_preflight_error_is_a_spec_error() -> None:
 
 
 @pytest.mark.slow
-def test_spec_without_probe_section_fits_the_demo_world(demo_world) -> None:
-    spec = SweepSpec.parse(
-        {
-            "name": "defaults",
-            "models": {
-                "base": str(demo_world.base),
-                "sft": [str(path) for path in demo_world.sfts],
-                "reward": str(demo_world.reward),
-                "prompts": str(demo_world.prompts),
-            },
-        }
+def test_spec_without_probe_section_runs_on_the_demo_world(demo_world, tmp_path: Path) -> None:
+    """The probe's defaults fit the demo world: a one-trial sweep runs with them."""
+    spec = {
+        "name": "probe-defaults",
+        "models": {
+            "base": str(demo_world.base),
+            "sft": [str(path) for path in demo_world.sfts],
+            "reward": str(demo_world.reward),
+            "prompts": str(demo_world.prompts),
+        },
+        "search": {"n_trials": 1, "seed_points": [{"alpha": 0.5}]},
+        "benchmarks": {"selection": ["bai_arith_mc"], "report": [], "limit": 8},
+    }
+    check_spec(SweepSpec.parse(spec))
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "BAI_SWEEP_DATA_DIR": str(tmp_path / "data")}
+    bai_sweep = str(Path(sys.executable).with_name("bai-sweep"))
+    result = subprocess.run(
+        [bai_sweep, "run", str(spec_file), "--compare-to", "none"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    check_spec(spec)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
