@@ -95,10 +95,11 @@ def validate_spec(
     prompts = resolve_under_roots(models.prompts, roots, field="models.prompts")
     _require_file(prompts, models.prompts, "models.prompts")
     include_paths = []
-    for index, value in enumerate(spec.benchmarks.include_path):
-        path = resolve_under_roots(str(value), roots, field=f"benchmarks.include_path[{index}]")
-        _require_dir(path, str(value), f"benchmarks.include_path[{index}]")
-        include_paths.append(path)
+    for index, include in enumerate(spec.benchmarks.include_path):
+        field = f"benchmarks.include_path[{index}]"
+        include_path = resolve_under_roots(str(include), roots, field=field)
+        _require_dir(include_path, str(include), field)
+        include_paths.append(include_path)
     resolved_models = models.model_copy(
         update={
             "base": str(base),

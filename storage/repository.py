@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -812,7 +823,7 @@ def replace_front(
 # id as a bound parameter. A front is always read in one statement (header and members): two
 # statements could straddle a concurrent ``replace_front`` on PostgreSQL (READ COMMITTED).
 
-_SWEEP_ID = bindparam("sweep_id")
+_SWEEP_ID: BindParameter[str] = bindparam("sweep_id", type_=String)
 
 
 def _count_of(state: TrialState) -> Any:

@@ -136,7 +136,8 @@ def probe(
     except EvaluatorError as error:
         raise fail(str(error)) from None
     _print_summary(result)
-    _write_outputs(result, out, f"{actor.name}: stability {result.stability.stability:.3f}")
+    score = "n/a" if result.stability is None else f"{result.stability.stability:.3f}"
+    _write_outputs(result, out, f"{actor.name}: stability {score}")
 
 
 def _preflight(actor: Path, reward: Path, prompts: Path, config: ProbeConfig) -> None:

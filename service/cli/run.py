@@ -75,7 +75,7 @@ def run(
     comparison = None
     if compare_to != "none":
         with session_scope(engine, read_only=True) as session:
-            previous_id = compare_to
+            previous_id: str | None = compare_to
             if compare_to == "last":
                 previous = repository.latest_successful_sweep(
                     session, name=spec.name, exclude_id=result.outcome.sweep_id

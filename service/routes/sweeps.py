@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from pydantic import BaseModel
@@ -45,7 +45,7 @@ def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
     return _json(ParetoFrontBody.of(sweep_id, spec, front))
 
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing bearer token"},
     403: {"model": ErrorBody, "description": "Invalid bearer token"},
     404: {"model": ErrorBody, "description": "No such sweep (or trial)"},
