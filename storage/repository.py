@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, selectinload
 
 from storage.exceptions import ConflictError, InvalidArgumentError, NotFoundError
@@ -127,7 +128,8 @@ class RunningTrialProgress:
 class SweepSummary:
     """Everything a status page shows about a sweep, read in one to three indexed queries."""
 
-    sweep: Sweep
+    #: The sweep's columns, as attributes named as on :class:`Sweep` (read-only).
+    sweep: Row[Any]
     #: Number of trials per state (every state present, zeros included).
     trial_counts: dict[TrialState, int]
     front: Front | None
@@ -836,12 +838,14 @@ def _count_of(state: TrialState) -> Any:
     )
 
 
-_SWEEP_COUNTS_QUERY = select(Sweep, *(_count_of(state) for state in TrialState)).where(
+# Columns, not the entity: the summary is read, never changed, and ORM loading costs as much
+# as the query.
+_SWEEP_COUNTS_QUERY = select(*Sweep.__table__.c, *(_count_of(state) for state in TrialState)).where(
     Sweep.id == _SWEEP_ID
 )
 _FRONT_QUERY = (
     select(
-        Sweep.spec,
+        Sweep.id,
         ParetoFront.revision,
         ParetoFront.hypervolume,
         ParetoFront.reference_point,
@@ -860,6 +864,7 @@ _FRONT_QUERY = (
     .where(Sweep.id == _SWEEP_ID)
     .order_by(ParetoMember.position)
 )
+_SPEC_FRONT_QUERY = _FRONT_QUERY.add_columns(Sweep.spec)
 _LATEST_STEP = (
     select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
     .join(Trial, Trial.id == TrialStep.trial_id)
@@ -879,18 +884,23 @@ _RUNNING_QUERY = (
 )
 
 
-def _read_front(session: Session, sweep_id: str) -> tuple[dict[str, Any], Front | None]:
-    """The sweep's spec and front in one statement.
+def _front_rows(session: Session, sweep_id: str, *, with_spec: bool) -> list[Row[Any]]:
+    """The rows of the sweep's front (header columns on each), in one statement.
 
     Raises:
         NotFoundError: no such sweep.
     """
-    rows = session.execute(_FRONT_QUERY, {"sweep_id": sweep_id}).all()
+    query = _SPEC_FRONT_QUERY if with_spec else _FRONT_QUERY
+    rows = list(session.connection().execute(query, {"sweep_id": sweep_id}).all())
     if not rows:
         raise NotFoundError(f"sweep {sweep_id!r} not found")
+    return rows
+
+
+def _front_of(sweep_id: str, rows: list[Row[Any]]) -> Front | None:
     first = rows[0]
     if first.revision is None:
-        return first.spec, None
+        return None
     members = [
         FrontMember(
             position=row.position,
@@ -903,7 +913,7 @@ def _read_front(session: Session, sweep_id: str) -> tuple[dict[str, Any], Front 
         for row in rows
         if row.position is not None
     ]
-    front = Front(
+    return Front(
         sweep_id=sweep_id,
         members=members,
         hypervolume=first.hypervolume,
@@ -911,11 +921,10 @@ def _read_front(session: Session, sweep_id: str) -> tuple[dict[str, Any], Front 
         revision=first.revision,
         updated_at=first.updated_at,
     )
-    return first.spec, front
 
 
 def _load_front(session: Session, sweep_id: str) -> Front | None:
-    return _read_front(session, sweep_id)[1]
+    return _front_of(sweep_id, _front_rows(session, sweep_id, with_spec=False))
 
 
 def get_front(session: Session, *, sweep_id: str) -> Front | None:
@@ -924,7 +933,7 @@ def get_front(session: Session, *, sweep_id: str) -> Front | None:
     Raises:
         NotFoundError: no such sweep.
     """
-    return _read_front(session, sweep_id)[1]
+    return _load_front(session, sweep_id)
 
 
 def get_spec_and_front(session: Session, *, sweep_id: str) -> tuple[dict[str, Any], Front | None]:
@@ -934,7 +943,8 @@ def get_spec_and_front(session: Session, *, sweep_id: str) -> tuple[dict[str, An
     Raises:
         NotFoundError: no such sweep.
     """
-    return _read_front(session, sweep_id)
+    rows = _front_rows(session, sweep_id, with_spec=True)
+    return rows[0].spec, _front_of(sweep_id, rows)
 
 
 def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
@@ -943,7 +953,7 @@ def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
     Raises:
         NotFoundError: no such sweep.
     """
-    row = session.execute(_SWEEP_COUNTS_QUERY, {"sweep_id": sweep_id}).first()
+    row = session.connection().execute(_SWEEP_COUNTS_QUERY, {"sweep_id": sweep_id}).first()
     if row is None:
         raise NotFoundError(f"sweep {sweep_id!r} not found")
     counts = {state: getattr(row, f"n_{state.value}") for state in TrialState}
@@ -960,7 +970,7 @@ def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
             for trial in session.execute(_RUNNING_QUERY, {"sweep_id": sweep_id})
         ]
     return SweepSummary(
-        sweep=row.Sweep,
+        sweep=row,
         trial_counts=counts,
         front=_load_front(session, sweep_id),
         running=running,
