@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -27,6 +27,9 @@ from evaluators.benchmarks import BenchmarkConfig
 from evaluators.tasks import SHIPPED_TASKS
 from sweeps.exceptions import InvalidSpecError, SweepsError
 from sweeps.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = [
     "ActorFacts",
@@ -38,6 +41,8 @@ __all__ = [
     "check_reward_model",
     "check_spec",
     "check_task_files",
+    "check_tokenizer",
+    "cuda_present",
     "read_actor_facts",
 ]
 
@@ -118,19 +123,28 @@ def _positions(config: dict[str, Any]) -> int | None:
     return None
 
 
-def _tokenizer_facts(path: Path) -> tuple[int | None, bool | None]:
-    """(tokens in tokenizer.json with added tokens, EOS defined) of a checkpoint's tokenizer."""
-    size = None
+def _fast_tokenizer(path: Path, field: str) -> Tokenizer | None:
+    """The checkpoint's ``tokenizer.json`` (None without one)."""
     tokenizer_file = path / "tokenizer.json"
-    if tokenizer_file.is_file():
-        from tokenizers import Tokenizer
+    if not tokenizer_file.is_file():
+        return None
+    from tokenizers import Tokenizer
 
-        size = Tokenizer.from_file(str(tokenizer_file)).get_vocab_size(with_added_tokens=True)
+    try:
+        return Tokenizer.from_file(str(tokenizer_file))
+    except Exception as exc:  # the Rust library raises its own exception type
+        raise PreflightError(f"{field}: cannot read {tokenizer_file}: {exc}") from None
+
+
+def _tokenizer_facts(path: Path, field: str) -> tuple[int | None, bool | None]:
+    """(tokens in tokenizer.json with added tokens, EOS defined) of a checkpoint's tokenizer."""
+    tokenizer = _fast_tokenizer(path, field)
+    size = None if tokenizer is None else tokenizer.get_vocab_size(with_added_tokens=True)
     has_eos = None
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         file = path / name
         if file.is_file():
-            eos = _read_json(file, "tokenizer").get("eos_token")
+            eos = _read_json(file, field).get("eos_token")
             has_eos = bool(eos) or bool(has_eos)
     return size, has_eos
 
@@ -139,7 +153,7 @@ def read_actor_facts(path: Path, field: str) -> ActorFacts:
     """Read the actor's context size, vocabulary and tokenizer from its files."""
     config = check_checkpoint_dir(path, field)
     vocab = config.get("vocab_size")
-    size, has_eos = _tokenizer_facts(path)
+    size, has_eos = _tokenizer_facts(path, field)
     return ActorFacts(
         path=path,
         config=config,
@@ -228,12 +242,9 @@ def check_device(
 
 
 def _prompt_lengths(path: Path, texts: Sequence[str]) -> list[int] | None:
-    tokenizer_file = path / "tokenizer.json"
-    if not tokenizer_file.is_file():
+    tokenizer = _fast_tokenizer(path, "tokenizer")
+    if tokenizer is None:
         return None
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
     return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
 
 

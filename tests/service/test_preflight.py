@@ -115,6 +115,20 @@ def test_model_refusals(
     _refused(open_api, {**spec, "models": escaping}, "models.sft[1]", "outside the checkpoint")
 
 
+def test_tokenizer_must_fit_the_embeddings(model_root: ModelRoot, tmp_path: Path) -> None:
+    from sweeps.preflight import check_tokenizer, read_actor_facts
+
+    small = shutil.copytree(model_root.base, tmp_path / "small-vocab")
+    config = json.loads((small / "config.json").read_text())
+    (small / "config.json").write_text(json.dumps({**config, "vocab_size": 8}))
+    facts = read_actor_facts(small, "models.base")
+    with pytest.raises(PreflightError, match=r"models\.base: the tokenizer .* 8 embedding rows"):
+        check_tokenizer(facts, "models.base")
+    (small / "tokenizer.json").write_text("{not json")
+    with pytest.raises(PreflightError, match=r"models\.base: cannot read .*tokenizer\.json"):
+        read_actor_facts(small, "models.base")
+
+
 def test_function_hooks_need_trust_remote_code(
     model_root: ModelRoot, odd_checkpoints: dict[str, Path], open_api: httpx.Client
 ) -> None:
