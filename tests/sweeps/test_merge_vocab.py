@@ -58,9 +58,10 @@ def _reference(
         for token in out_tokens:
             have = [k for k, vocab in enumerate(vocabs) if token in vocab]
             total = sum(coefficients[k] for k in have)
-            rows.append(
-                sum(coefficients[k] / total * inputs[k][name][vocabs[k][token]].double() for k in have)
-            )
+            terms = [
+                coefficients[k] / total * inputs[k][name][vocabs[k][token]].double() for k in have
+            ]
+            rows.append(sum(terms))
         reference[name] = torch.stack(rows)
     return reference
 
