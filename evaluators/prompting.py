@@ -20,6 +20,7 @@ __all__ = [
     "PromptFormat",
     "PromptFormatError",
     "PromptSettings",
+    "encode_prompt",
     "has_chat_template",
     "render_prompt",
     "resolve_prompt_format",
@@ -93,3 +94,11 @@ def render_prompt(tokenizer: Any, text: str, settings: PromptSettings) -> str:
     if settings.system is not None:
         messages.insert(0, {"role": "system", "content": settings.system})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompt(tokenizer: Any, text: str, settings: PromptSettings) -> list[int]:
+    """The token ids of ``text`` in the prompt format: raw text with the tokenizer's special
+    tokens, or the rendered template (which holds its own)."""
+    chat = resolve_prompt_format(tokenizer, settings) == "chat"
+    rendered = render_prompt(tokenizer, text, settings)
+    return list(tokenizer(rendered, add_special_tokens=not chat)["input_ids"])

@@ -44,7 +44,7 @@ from evaluators._probe_types import (
 from evaluators.backends._base import ProbeBackend, ProbeStop, StepSink
 from evaluators.placement import plan_placement
 from evaluators.placement import resolve_device as placement_device
-from evaluators.prompting import PromptSettings, render_prompt, resolve_prompt_format
+from evaluators.prompting import PromptSettings, encode_prompt
 from evaluators.rewards import RewardFunction, RuleRewardModel
 
 if TYPE_CHECKING:
@@ -84,15 +84,7 @@ def encode_prompts(
     unpadded token ids (so a rule reward sees the question, not the template around it).
     """
     prompt = prompt or PromptSettings()
-    chat = resolve_prompt_format(tokenizer, prompt) == "chat"
-    encoded = [
-        list(
-            tokenizer(render_prompt(tokenizer, text, prompt), add_special_tokens=not chat)[
-                "input_ids"
-            ]
-        )
-        for text in prompts
-    ]
+    encoded = [encode_prompt(tokenizer, text, prompt) for text in prompts]
     if not all(encoded):
         raise InvalidProbeInputError("a prompt tokenises to nothing")
     width = max(len(ids) for ids in encoded)
