@@ -138,14 +138,15 @@ LAUNCHER = textwrap.dedent(
         os.execvp(sys.argv[2], sys.argv[2:])
     _, status, usage = os.wait4(pid, 0)
     with open(sys.argv[1], "w") as report:
-        report.write(f"{time.perf_counter() - started} {usage.ru_maxrss}")
+        cpu = usage.ru_utime + usage.ru_stime
+        report.write(f"{time.perf_counter() - started} {usage.ru_maxrss} {cpu}")
     sys.exit(os.waitstatus_to_exitcode(status))
     """
 )
 
 
-def run_measured(label: str, command: list[str]) -> tuple[float, float]:
-    """Run ``command``; return its wall time (s) and its own peak RSS (MB)."""
+def run_measured(label: str, command: list[str]) -> tuple[float, float, float]:
+    """Run ``command``; return its wall time (s), its own peak RSS (MB) and its CPU time (s)."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
         process = subprocess.run(
             [sys.executable, "-c", LAUNCHER, report.name, *command],
@@ -154,13 +155,12 @@ def run_measured(label: str, command: list[str]) -> tuple[float, float]:
             text=True,
         )
         if process.returncode != 0:
-            raise SystemExit(
-                f"{command[0]} failed ({process.returncode}): {process.stderr[-2000:]}"
-            )
-        wall, maxrss_kb = report.read().split()
-    elapsed, peak_mb = float(wall), int(maxrss_kb) / 1024
-    print(f"  {label}: {elapsed:.2f} s, {peak_mb:.0f} MB", flush=True)
-    return elapsed, peak_mb
+            tail = process.stderr[-2000:]
+            raise SystemExit(f"{command[0]} failed ({process.returncode}): {tail}")
+        wall, maxrss_kb, cpu = report.read().split()
+    elapsed, peak_mb, cpu_s = float(wall), int(maxrss_kb) / 1024, float(cpu)
+    print(f"  {label}: {elapsed:.2f} s, {peak_mb:.0f} MB, CPU {cpu_s:.2f} s", flush=True)
+    return elapsed, peak_mb, cpu_s
 
 
 def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.Namespace) -> dict:
@@ -169,7 +169,7 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
     from sweeps.merge import parse_size
 
     export = work / "bai-mergekit.yaml"
-    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "bai-sweep merge": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {"floor": [], "bai-sweep merge": []}
     for repeat in range(args.repeats):
         out = work / f"floor-{repeat}"
         floor_command = [sys.executable, "-c", FLOOR_SCRIPT, str(out), str(parse_size(shard))]
@@ -206,8 +206,9 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
             shutil.rmtree(intermediate)
     return {
         name: {
-            "wall_s": statistics.median(wall for wall, _ in values),
-            "peak_rss_mb": statistics.median(rss for _, rss in values),
+            "wall_s": statistics.median(wall for wall, _, _ in values),
+            "peak_rss_mb": statistics.median(rss for _, rss, _ in values),
+            "cpu_s": statistics.median(cpu for _, _, cpu in values),
             "runs": values,
         }
         for name, values in runs.items()
@@ -282,8 +283,8 @@ def main() -> None:
     print(f"\ninputs: {base} + {len(sfts)} SFT ({args.size}, median of {args.repeats} runs)")
     print(f"load average at start / end  {load_before} / {os.getloadavg()[0]:.2f}")
     for name, figures in processes.items():
-        wall, rss = figures["wall_s"], figures["peak_rss_mb"]
-        print(f"{name:<18} wall {wall:6.2f} s   peak RSS {rss:7.0f} MB")
+        wall, rss, cpu = figures["wall_s"], figures["peak_rss_mb"], figures["cpu_s"]
+        print(f"{name:<18} wall {wall:6.2f} s   peak RSS {rss:7.0f} MB   CPU {cpu:6.2f} s")
     print(f"merge / floor wall           {ours['wall_s'] / floor['wall_s']:.2f}x  (target <= 1.3x)")
     print(f"merge / floor peak RSS       {ours['peak_rss_mb'] / floor['peak_rss_mb']:.2f}x")
     if "mergekit-multi" in processes:
@@ -291,6 +292,9 @@ def main() -> None:
         wall_ratio = mk["wall_s"] / ours["wall_s"]
         rss_ratio = ours["peak_rss_mb"] / mk["peak_rss_mb"]
         print(f"mergekit-multi / merge wall  {wall_ratio:.2f}x  (target >= 3x)")
+        print(
+            f"mergekit-multi / merge CPU   {mk['cpu_s'] / ours['cpu_s']:.2f}x  (user + system time)"
+        )
         print(f"merge / mergekit-multi RSS   {rss_ratio:.2f}x  (target <= 0.5x)")
     build, plain = actors["build_actor x10"], actors["plain fused combination x10"]
     print(f"load_merge_inputs            {actors['load_inputs_s']:.2f} s (once)")
