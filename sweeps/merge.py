@@ -11,8 +11,13 @@ the exact result).
   checkpoints before anything is written.
 - :func:`merge_bai` streams one tensor at a time into pre-planned output shards inside a
   temporary directory that is renamed into place at the end.
-- :func:`load_merge_inputs` loads the inputs once; :meth:`MergeInputs.build_actor` then builds a
-  fresh ``transformers`` model for any ``(w, alpha)`` without touching the disk.
+- :func:`load_merge_inputs` loads the inputs once (into host memory, in their checkpoint dtype);
+  :meth:`MergeInputs.build_actor` then builds a fresh ``transformers`` model for any
+  ``(w, alpha)`` on the actor's device without touching the disk.
+
+Checkpoints whose vocabularies differ are merged with their embedding and LM-head rows matched by
+token (``tokenizer_source``: ``base``, ``union`` or one model's path, as in mergekit; see
+:mod:`sweeps._vocab`).
 """
 
 from __future__ import annotations
