@@ -170,6 +170,10 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
 
     export = work / "bai-mergekit.yaml"
     runs: dict[str, list[tuple[float, float, float]]] = {"floor": [], "bai-sweep merge": []}
+    if args.mergekit_python:
+        runs["mergekit-multi"] = []
+    mergekit_config = work / "mergekit.yaml"
+    # The three run in turn within each repeat, so that they see the same machine load.
     for repeat in range(args.repeats):
         out = work / f"floor-{repeat}"
         floor_command = [sys.executable, "-c", FLOOR_SCRIPT, str(out), str(parse_size(shard))]
@@ -185,25 +189,24 @@ def measure_processes(base: Path, sfts: list[Path], work: Path, args: argparse.N
             command += ["--export-mergekit", str(export)]
         runs["bai-sweep merge"].append(run_measured("bai-sweep merge", command))
         shutil.rmtree(out)
-    if args.mergekit_python:
-        runs["mergekit-multi"] = []
-        mergekit = Path(args.mergekit_python).parent / "mergekit-multi"
-        stages = export.read_text().split("\n---\n")
-        # The benchmark checkpoints carry no tokenizer: let mergekit skip it.
-        config = work / "mergekit.yaml"
-        config.write_text(
-            "\n---\n".join(
-                "\n".join(line for line in stage.splitlines() if "tokenizer_source" not in line)
-                for stage in stages
+        if not args.mergekit_python:
+            continue
+        if repeat == 0:
+            # The benchmark checkpoints carry no tokenizer: let mergekit skip it.
+            stages = export.read_text().split("\n---\n")
+            mergekit_config.write_text(
+                "\n---\n".join(
+                    "\n".join(line for line in stage.splitlines() if "tokenizer_source" not in line)
+                    for stage in stages
+                )
             )
-        )
-        for repeat in range(args.repeats):
-            out, intermediate = work / f"mk-{repeat}", work / f"mk-intermediate-{repeat}"
-            command = [str(mergekit), str(config), "--intermediate-dir", str(intermediate)]
-            command += ["--out-path", str(out), "--no-lazy"]
-            runs["mergekit-multi"].append(run_measured("mergekit-multi", command))
-            shutil.rmtree(out)
-            shutil.rmtree(intermediate)
+        mergekit = Path(args.mergekit_python).parent / "mergekit-multi"
+        out, intermediate = work / f"mk-{repeat}", work / f"mk-intermediate-{repeat}"
+        command = [str(mergekit), str(mergekit_config), "--intermediate-dir", str(intermediate)]
+        command += ["--out-path", str(out), "--no-lazy"]
+        runs["mergekit-multi"].append(run_measured("mergekit-multi", command))
+        shutil.rmtree(out)
+        shutil.rmtree(intermediate)
     return {
         name: {
             "wall_s": statistics.median(wall for wall, _, _ in values),
@@ -243,6 +246,9 @@ def measure_actors(base: Path, sfts: list[Path], repeats: int) -> dict:
             merged = plain_combination(weights, alpha)
             del merged
 
+    # build_actor computes on one thread; so does the baseline (with two threads on a busy
+    # 2-core machine the matmuls spin and the baseline's figure would flatter us).
+    torch.set_num_threads(1)
     timings: dict[str, list[float]] = {"build_actor x10": [], "plain fused combination x10": []}
     build_actors()  # warm-up (imports, allocator)
     for _ in range(repeats):
