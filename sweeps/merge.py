@@ -548,6 +548,7 @@ def merge_bai(
             alpha=alpha,
             out_dtype=out_dtype,
             tokenizer_dir=tokenizer_dir or plan.base,
+            tokenizer_source=tokenizer_source,
             hashes={file: future.result() for file, future in hashes.items()},
         )
         if export_mergekit is not None:
@@ -621,6 +622,7 @@ def _write_metadata(
     alpha: float,
     out_dtype: str | None,
     tokenizer_dir: Path,
+    tokenizer_source: str,
     hashes: dict[Path, str],
 ) -> None:
     config = json.loads((plan.base / CONFIG_FILE).read_text())
@@ -655,7 +657,8 @@ def _write_metadata(
         },
         "dtype": _TORCH_NAMES[out_dtype] if out_dtype else "/".join(map(_TORCH_NAMES.get, dtypes)),
         "tokenizer_from": str(tokenizer_dir.resolve()),
-        "tokenizer_source": "base",
+        # As asked (the vocabulary record below replaces it when rows were matched by token).
+        "tokenizer_source": tokenizer_source,
         "bai_sweep_version": _our_version(),
     }
     if plan.vocab is not None:
