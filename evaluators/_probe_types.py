@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluators.exceptions import EvaluatorError
+from evaluators.placement import Precision
 from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, DEFAULT_WINDOW
 
 
@@ -48,7 +49,11 @@ class ProbeConfig(BaseModel):
     """Initialise the value model from the reward model or from the actor's backbone with a
     fresh scalar head; ``auto`` uses the reward model when there is one."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA with bf16 when available, CPU float32 otherwise."""
+    """``auto``: CUDA when available, else the CPU."""
+    precision: Precision = "auto"
+    """Trained models keep float32 master weights; ``auto`` autocasts to bf16 on a GPU that
+    supports it, ``bf16`` autocasts on any device, ``fp32`` never (see
+    ``evaluators.placement``)."""
     gradient_checkpointing: bool = False
     """Trade compute for memory on large actors."""
     early_stop: bool = True

@@ -37,6 +37,7 @@ from pydantic import (
 
 from evaluators._probe_types import ProbeConfig
 from evaluators.benchmarks import BenchmarkConfig
+from evaluators.prompting import PromptSettings
 from sweeps.exceptions import InvalidSpecError
 from sweeps.search_space import (
     Candidate,
@@ -86,6 +87,24 @@ class ModelsSpec(_Frozen):
     prompts: str = Field(
         max_length=_MAX_PATH, description='Probe prompts, JSONL with {"prompt": ...} per line.'
     )
+    tokenizer_source: str = Field(
+        default="base",
+        min_length=1,
+        max_length=_MAX_PATH,
+        description="Vocabulary of the merged actor: 'base', 'union' (the base's tokens plus "
+        "those the SFT models added) or the path of one of the models (mergekit's "
+        "tokenizer_source).",
+    )
+
+    @model_validator(mode="after")
+    def _known_tokenizer_source(self) -> ModelsSpec:
+        named = (self.base, *self.sft)
+        if self.tokenizer_source not in ("base", "union", *named):
+            raise ValueError(
+                f"models.tokenizer_source: {self.tokenizer_source!r} is neither 'base', 'union' "
+                "nor one of the models (models.base or an entry of models.sft)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_reward(self) -> ModelsSpec:
@@ -118,6 +137,9 @@ class ModelsSpec(_Frozen):
                 "sft": [resolve(p) for p in self.sft],
                 "reward": resolve(self.reward) if self.reward else None,
                 "prompts": resolve(self.prompts),
+                "tokenizer_source": self.tokenizer_source
+                if self.tokenizer_source in ("base", "union")
+                else resolve(self.tokenizer_source),
             }
         )
 
@@ -252,6 +274,11 @@ class SweepSpec(_Frozen):
     )
     probe: ProbeConfig = ProbeConfig()
     benchmarks: BenchmarkConfig = BenchmarkConfig()
+    prompt: PromptSettings = Field(
+        default=PromptSettings(),
+        description="Prompt format of the probe's rollouts, the reward model's inputs and the "
+        "benchmarks: {format: auto|chat|raw, system: optional system prompt}.",
+    )
     resources: ResourcesSpec = ResourcesSpec()
     nightly: NightlySpec = NightlySpec()
     export_front: bool = Field(
