@@ -441,7 +441,7 @@ def check_spec(
     for index, path in enumerate(sfts):
         check_checkpoint_dir(path, f"models.sft[{index}]")
     try:
-        merge_preflight(base, sfts)
+        merge_preflight(base, sfts, tokenizer_source=models.tokenizer_source)
     except SweepsError as exc:
         raise PreflightError(f"models: {exc}") from None
     check_tokenizer(actor, "models.base")
