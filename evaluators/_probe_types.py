@@ -13,6 +13,11 @@ from evaluators.exceptions import EvaluatorError
 from evaluators.placement import Precision
 from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, DEFAULT_WINDOW
 
+DEFAULT_REPEATS = 2
+"""Seeds per candidate: two 48-update probes of one actor on two seeds scored 0.75 vs 0.82
+and, for another actor, 0.28 vs 0.74 (issue 12); one seed cannot tell such candidates apart,
+and two are the fewest that give a spread at all (see ``docs/stability-metrics.md``)."""
+
 
 class ProbeConfig(BaseModel):
     """Settings of one stability probe: a short RLHF run on a candidate actor."""
@@ -66,6 +71,27 @@ class ProbeConfig(BaseModel):
     """KL above which the stability score is scaled down."""
     responses_per_step: int | None = Field(None, ge=0)
     """Rollout responses kept in the result per step (None: all of them)."""
+    repeats: int = Field(DEFAULT_REPEATS, ge=1, le=64)
+    """Probes per candidate in a sweep, on seeds ``seed``, ``seed + 1``, ...: each objective is
+    their mean with a confidence interval (``bai-sweep probe`` runs one, on ``seed``)."""
+    length_reference: Literal["parents", "initial"] = "parents"
+    """What a sweep measures ``length_retention`` against: ``parents``, the longest greedy
+    response length of its SFT models on the probe prompts (computed once per sweep), or
+    ``initial``, the actor's own initial length (``bai-sweep probe`` always uses this)."""
+
+    def short_window_warning(self) -> str | None:
+        """A warning when ``steps`` is under two stability windows, else None.
+
+        With fewer steps than that the rolling means overlap so much that retention, reward dip
+        and entropy drop compare a window with itself, and the score hardly moves.
+        """
+        if self.steps >= 2 * self.stability_window:
+            return None
+        return (
+            f"probe.steps ({self.steps}) is under two stability windows "
+            f"(2 x probe.stability_window = {2 * self.stability_window}): the stability score "
+            "can hardly tell candidates apart; raise probe.steps or lower stability_window"
+        )
 
     @model_validator(mode="after")
     def _mini_batches_divide_batch(self) -> ProbeConfig:

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,7 +27,12 @@ from evaluators._probe_types import (
 from evaluators.backends import ProbeStop, get_backend
 from evaluators.exceptions import EvaluatorError
 from evaluators.prompting import PromptSettings, resolve_prompt_format
-from evaluators.stability import StabilityMetrics, length_retention, stability_from_steps
+from evaluators.stability import (
+    StabilityMetrics,
+    diverged_stability,
+    length_retention,
+    stability_from_steps,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,6 +48,7 @@ __all__ = [
     "ProbeResult",
     "StepMetrics",
     "StopReason",
+    "greedy_length",
     "load_prompts",
     "run_probe",
 ]
@@ -60,7 +66,8 @@ class ProbeResult(BaseModel):
     steps: list[StepMetrics]
     """One entry per update, in order (a diverged probe's last entry holds the bad values)."""
     stability: StabilityMetrics | None
-    """Metrics over the finite steps (None only if the very first update diverged)."""
+    """Metrics over the finite steps (None only if the very first update diverged); a
+    diverged probe's score is 0 and its ``diverged`` flag set."""
     partial: bool
     """True when the probe stopped before ``config.steps`` updates."""
     stop_reason: StopReason
@@ -117,6 +124,59 @@ def load_prompts(prompts: Sequence[str] | str | Path) -> list[str]:
     return texts
 
 
+def greedy_length(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    prompt: PromptSettings | None = None,
+    batch_size: int = 16,
+) -> float:
+    """Mean greedy response length of ``model`` on ``prompts``, counted like the probe counts.
+
+    The prompts are encoded exactly as the probe's rollouts are (prompt format, left padding);
+    a response's length runs up to and including EOS, and a response without EOS counts at
+    ``max_new_tokens``. A sweep takes the longest of its SFT parents' greedy lengths as the
+    reference of ``length_retention``.
+
+    Raises:
+        InvalidProbeInputError: No prompts, or a tokenizer without EOS.
+    """
+    import torch
+
+    from evaluators.backends._trl_ppo import _tokenizer_with_pad, encode_prompts
+
+    if not prompts:
+        raise InvalidProbeInputError("no prompts to measure a greedy length on")
+    tokenizer = _tokenizer_with_pad(tokenizer)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    lengths: list[int] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(prompts), batch_size):
+            queries, _ = encode_prompts(tokenizer, prompts[start : start + batch_size], prompt)
+            input_ids = torch.tensor(queries, device=device)
+            mask = (input_ids != pad).long()
+            with torch.no_grad():
+                # transformers' stubs type ``generate`` through a Tensor-returning __getattr__.
+                output = cast("Any", model).generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    eos_token_id=eos,
+                )
+            for row in output[:, input_ids.shape[1] :].tolist():
+                lengths.append(row.index(eos) + 1 if eos in row else max_new_tokens)
+    finally:
+        model.train(was_training)
+    return sum(lengths) / len(lengths)
+
+
 def _resolve_reward(
     reward: str | Path | nn.Module | RewardFunction, trust_remote_code: bool
 ) -> nn.Module | RewardFunction:
@@ -145,6 +205,7 @@ def run_probe(
     *,
     prompt: PromptSettings | None = None,
     trust_remote_code: bool = False,
+    reference_length: float | None = None,
 ) -> ProbeResult:
     """Run a short RLHF probe on ``actor`` and score its stability.
 
@@ -165,6 +226,9 @@ def run_probe(
         prompt: The prompt format (default ``auto``: the chat template when the tokenizer has
             one); the reward model scores the same templated token ids.
         trust_remote_code: Passed to ``from_pretrained`` when ``reward`` is a path.
+        reference_length: The length of full retention (e.g. a parent's greedy length on
+            these prompts, see :func:`greedy_length`); default: the actor's initial level.
+            The early stop uses the same retention.
 
     Returns:
         The result; ``partial`` is set when a collapse stopped it early.
@@ -201,7 +265,7 @@ def run_probe(
             )
         if config.early_stop and metrics.step < config.steps:
             retention = length_retention(
-                [step.length_mean for step in steps], config.stability_window
+                [step.length_mean for step in steps], config.stability_window, reference_length
             )
             if retention < config.collapse_threshold:
                 raise ProbeStop(
@@ -233,10 +297,14 @@ def run_probe(
             window=config.stability_window,
             collapse_threshold=config.collapse_threshold,
             kl_budget=config.kl_budget,
+            reference_length=reference_length,
+            horizon=config.steps if reason is StopReason.COLLAPSED else None,
         )
         if finite
         else None
     )
+    if stability is not None and reason is StopReason.DIVERGED:
+        stability = diverged_stability(stability)
     result = ProbeResult(
         config=config,
         steps=steps,

@@ -28,6 +28,7 @@ __all__ = [
     "SCORE_WEIGHTS",
     "StabilityMetrics",
     "compute_stability",
+    "diverged_stability",
     "entropy_drop",
     "length_retention",
     "length_trend",
@@ -72,7 +73,13 @@ class StabilityMetrics(BaseModel):
     collapsed: bool
     """Whether the length retention fell below the collapse threshold."""
     stability: float
-    """The combined score in [0, 1]; higher is more stable."""
+    """The combined score in [0, 1]; higher is more stable (0 for a diverged probe)."""
+    reference_length: float | None = None
+    """The length retention was measured against (None: the curve's own initial level)."""
+    horizon: int | None = None
+    """Steps the probe was configured for, when it stopped before them (None: it ran all)."""
+    diverged: bool = False
+    """Training became NaN/inf: the metrics describe the finite steps, the score is 0."""
 
 
 def _check_curve(values: Sequence[float], name: str) -> list[float]:
@@ -100,17 +107,29 @@ def rolling_mean(values: Sequence[float], window: int = DEFAULT_WINDOW) -> list[
     return [sum(curve[end - size : end]) / size for end in range(size, len(curve) + 1)]
 
 
-def length_retention(lengths: Sequence[float], window: int = DEFAULT_WINDOW) -> float:
-    """Minimum rolling-mean length divided by the initial level, in [0, 1].
+def length_retention(
+    lengths: Sequence[float], window: int = DEFAULT_WINDOW, reference: float | None = None
+) -> float:
+    """Minimum rolling-mean length divided by a reference length, in [0, 1].
 
-    1.0 means the (smoothed) length never fell below where it started; 0.3 means that at its
-    shortest the actor wrote 30% of its initial length.
+    Without ``reference`` the curve's own initial level is the reference: 1.0 means the
+    (smoothed) length never fell below where it started; 0.3 means that at its shortest the
+    actor wrote 30% of its initial length. With ``reference`` (e.g. the greedy length of the
+    longest-reasoning parent on the same prompts) an actor that starts short already scores
+    low: a starting point that never reasons cannot pass for one that kept its length.
+
+    Args:
+        lengths: Mean response length per step.
+        window: Rolling-mean window.
+        reference: The length that counts as full retention (positive), or None.
     """
+    if reference is not None and (not math.isfinite(reference) or reference <= 0):
+        raise ValueError(f"reference length must be a positive number, got {reference}")
     means = rolling_mean(lengths, window)
-    initial = means[0]
-    if initial <= 0:
+    level = means[0] if reference is None else reference
+    if level <= 0:
         return 1.0
-    return max(0.0, min(means) / initial)
+    return min(1.0, max(0.0, min(means) / level))
 
 
 def length_trend(lengths: Sequence[float], window: int = DEFAULT_WINDOW) -> float:
@@ -183,19 +202,23 @@ def stability_score(
     entropy_drop: float,
     kl_max: float,
     kl_budget: float = DEFAULT_KL_BUDGET,
+    observed_fraction: float = 1.0,
 ) -> float:
     """Combine the metrics into one score in [0, 1] (higher is more stable).
 
-    ``kl_factor x (0.45 retention + 0.15 (1 + tanh(trend)) / 2 + 0.25 exp(-dip)
-    + 0.15 (1 - entropy_drop))`` with ``kl_factor = min(1, kl_budget / kl_max)``. Every term is
-    monotone: a lower retention, a falling length, a deeper reward dip, a larger entropy drop or
-    a KL beyond the budget each lower the score.
+    ``kl_factor x (0.45 retention + f x (0.15 (1 + tanh(trend)) / 2 + 0.25 exp(-dip)
+    + 0.15 (1 - entropy_drop)))`` with ``kl_factor = min(1, kl_budget / kl_max)`` and ``f`` the
+    ``observed_fraction`` of the configured steps that ran (1 unless the probe stopped early:
+    what a probe did not run earns no credit). Every term is monotone: a lower retention, a
+    falling length, a deeper reward dip, a larger entropy drop or a KL beyond the budget each
+    lower the score.
     """
+    if not 0.0 <= observed_fraction <= 1.0:
+        raise ValueError(f"observed_fraction must be in [0, 1], got {observed_fraction}")
     weights = SCORE_WEIGHTS
     retention = min(1.0, max(0.0, length_retention))
-    score = (
-        weights["length_retention"] * retention
-        + weights["length_trend"] * (1.0 + math.tanh(length_trend)) / 2.0
+    score = weights["length_retention"] * retention + observed_fraction * (
+        weights["length_trend"] * (1.0 + math.tanh(length_trend)) / 2.0
         + weights["reward"] * math.exp(-max(0.0, reward_dip))
         + weights["entropy"] * (1.0 - min(1.0, max(0.0, entropy_drop)))
     )
@@ -213,6 +236,8 @@ def compute_stability(
     window: int = DEFAULT_WINDOW,
     collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD,
     kl_budget: float = DEFAULT_KL_BUDGET,
+    reference_length: float | None = None,
+    horizon: int | None = None,
 ) -> StabilityMetrics:
     """All stability metrics of one probe from its curves (equal lengths, index 0 = untrained).
 
@@ -225,19 +250,26 @@ def compute_stability(
         window: Rolling-mean window.
         collapse_threshold: ``collapsed`` is ``length_retention < collapse_threshold``.
         kl_budget: KL above which the score is scaled down.
+        reference_length: Length of full retention (default: the curve's initial level).
+        horizon: Steps the probe was configured for; a shorter curve (an early stop) earns
+            the trend, reward and entropy terms only for the fraction of them it ran.
     """
     curves = {"length": lengths, "reward": rewards, "kl": kls, "entropy": entropies}
     sizes = {name: len(curve) for name, curve in curves.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"curves differ in length: {sizes}")
     kl_curve = _check_curve(kls, "kl")
-    retention = length_retention(lengths, window)
+    count = len(kl_curve)
+    if horizon is not None and horizon < count:
+        raise ValueError(f"horizon {horizon} is shorter than the {count} steps measured")
+    cut = horizon is not None and horizon > count
+    retention = length_retention(lengths, window, reference_length)
     trend = length_trend(lengths, window)
     dip = reward_dip(rewards, window, reward_scale)
     drop = entropy_drop(entropies, window)
     kl_max = max(kl_curve)
     return StabilityMetrics(
-        steps=len(kl_curve),
+        steps=count,
         length_retention=retention,
         length_trend=trend,
         reward_dip=dip,
@@ -253,7 +285,10 @@ def compute_stability(
             entropy_drop=drop,
             kl_max=kl_max,
             kl_budget=kl_budget,
+            observed_fraction=count / horizon if horizon is not None and cut else 1.0,
         ),
+        reference_length=reference_length,
+        horizon=horizon if cut else None,
     )
 
 
@@ -263,6 +298,8 @@ def stability_from_steps(
     window: int = DEFAULT_WINDOW,
     collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD,
     kl_budget: float = DEFAULT_KL_BUDGET,
+    reference_length: float | None = None,
+    horizon: int | None = None,
 ) -> StabilityMetrics:
     """:func:`compute_stability` on a probe's recorded steps.
 
@@ -282,4 +319,11 @@ def stability_from_steps(
         window=window,
         collapse_threshold=collapse_threshold,
         kl_budget=kl_budget,
+        reference_length=reference_length,
+        horizon=horizon,
     )
+
+
+def diverged_stability(metrics: StabilityMetrics) -> StabilityMetrics:
+    """``metrics`` (of the finite steps before a divergence) with score 0, flagged diverged."""
+    return metrics.model_copy(update={"stability": 0.0, "diverged": True})

@@ -47,7 +47,7 @@ from sweeps.search_space import (
     dedupe_seed_points,
 )
 
-ObjectiveName = Literal["stability", "benchmark", "reward_gain", "kl"]
+ObjectiveName = Literal["stability", "benchmark", "benchmark_after", "reward_gain", "kl"]
 Direction = Literal["maximize", "minimize"]
 SeedPreset = Literal["paper", "baselines"]
 
@@ -55,6 +55,7 @@ SeedPreset = Literal["paper", "baselines"]
 DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "stability": "maximize",
     "benchmark": "maximize",
+    "benchmark_after": "maximize",
     "reward_gain": "maximize",
     "kl": "minimize",
 }
@@ -214,7 +215,8 @@ class ObjectiveSpec(_Frozen):
     reference: float | None = Field(
         default=None,
         description="Hypervolume reference value (the worst value that still counts). "
-        "Default: 0 for maximized stability/benchmark (1 if minimized), 0 for reward_gain, "
+        "Default: 0 for maximized stability/benchmark/benchmark_after (1 if minimized), 0 for "
+        "reward_gain, "
         "1.0 for kl.",
     )
 
@@ -233,7 +235,7 @@ class ObjectiveSpec(_Frozen):
         """The reference value, defaulted from the name and direction (see field)."""
         if self.reference is not None:
             return self.reference
-        if self.name in ("stability", "benchmark"):
+        if self.name in ("stability", "benchmark", "benchmark_after"):
             return 0.0 if self.resolved_direction == "maximize" else 1.0
         if self.name == "kl":
             return 1.0 if self.resolved_direction == "minimize" else 0.0

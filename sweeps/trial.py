@@ -5,8 +5,14 @@ The expensive inputs (the stacked merge inputs, the tokenizer, the reward model,
 and the loaded benchmark tasks) are loaded once per process by :func:`load_trial_inputs` and
 reused by every later trial with the same paths; actors are built in memory, never written.
 
-The benchmarks score the BAI *initialisation* (a fresh actor built from the same ratios), not
-the policy the probe trained: the sweep asks which starting point is both capable and stable.
+The ``benchmark`` objective scores the BAI *initialisation* (a fresh actor built from the same
+ratios); ``benchmark_after`` scores the policy each probe trained (measured only when it is an
+objective). A candidate is probed on ``probe.repeats`` seeds: every objective is the mean over
+the seeds with a confidence interval (:mod:`sweeps.statistics`), and the per-seed values are
+kept in the stored stability record (``stability["seeds"]`` and
+``stability["objective_stats"]``). Only the first seed's per-step curves are streamed and
+stored. A diverged probe scores stability 0 (flagged ``diverged``) instead of failing the trial,
+so the sampler learns that the region is unstable.
 """
 
 from __future__ import annotations
@@ -26,18 +32,21 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
-    from evaluators.benchmarks import BenchmarkRunner
+    from evaluators.benchmarks import BenchmarkResult, BenchmarkRunner
     from evaluators.probe import StepMetrics
     from evaluators.rewards import RewardFunction
     from sweeps.merge import MergeInputs
 
 __all__ = [
+    "REFERENCE_PROMPTS",
     "TrialFailedError",
     "TrialInputs",
     "TrialOutcome",
+    "benchmark_stderr",
     "clear_trial_inputs",
     "load_trial_inputs",
     "objective_values",
+    "parents_reference_length",
     "run_trial",
 ]
 
@@ -56,6 +65,8 @@ class TrialInputs:
     prompts: list[str]
     benchmark_runner: BenchmarkRunner
     load_seconds: float
+    reference_length: float | None = None
+    """Length of full ``length_retention`` (None: each actor's own initial length)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,9 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
         reward = REWARD_RULES[models.reward_rule]
     prompts = load_prompts(models.prompts)
     runner = BenchmarkRunner(spec.benchmarks, tokenizer, spec.prompt)
+    reference = None
+    if spec.probe.length_reference == "parents":
+        reference = parents_reference_length(spec, merge_inputs, tokenizer, prompts)
     return TrialInputs(
         merge_inputs=merge_inputs,
         tokenizer=tokenizer,
@@ -160,22 +174,67 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
         prompts=prompts,
         benchmark_runner=runner,
         load_seconds=time.perf_counter() - started,
+        reference_length=reference,
     )
 
 
+REFERENCE_PROMPTS = 64
+"""Probe prompts the parents' greedy lengths are measured on (the first ones)."""
+
+
+def parents_reference_length(
+    spec: SweepSpec,
+    merge_inputs: MergeInputs,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+) -> float:
+    """The longest greedy response length among the SFT parents on the probe prompts.
+
+    Each parent is rebuilt from the merge inputs (its one-hot weight at alpha 0) and measured
+    with :func:`evaluators.probe.greedy_length` at the probe's ``response_length``.
+    """
+    from evaluators.probe import greedy_length
+
+    count = len(spec.models.sft)
+    lengths = []
+    for index in range(count):
+        weights = [1.0 if k == index else 0.0 for k in range(count)]
+        parent = merge_inputs.build_actor(weights, 0.0, normalize=True)
+        lengths.append(
+            greedy_length(
+                parent,
+                tokenizer,
+                list(prompts[:REFERENCE_PROMPTS]),
+                max_new_tokens=spec.probe.response_length,
+                prompt=spec.prompt,
+            )
+        )
+        del parent
+    return max(lengths)
+
+
 def objective_values(
-    names: Sequence[str], stability: dict[str, Any], benchmark: float, steps: Sequence[Any]
+    names: Sequence[str],
+    stability: dict[str, Any],
+    benchmark: float,
+    steps: Sequence[Any],
+    benchmark_after: float | None = None,
 ) -> dict[str, float]:
-    """The objective values of a trial.
+    """The objective values of one probe.
 
     ``stability`` is the probe's combined stability score in [0, 1], ``benchmark`` the
-    weighted mean of the selection tasks, ``reward_gain`` the last update's mean reward minus
-    the first's (the untrained actor's) and ``kl`` the KL to the reference at the last update.
+    weighted mean of the selection tasks on the initial actor, ``benchmark_after`` the same on
+    the policy the probe trained, ``reward_gain`` the last finite update's mean reward minus the
+    first's (the untrained actor's) and ``kl`` the KL to the reference at the last finite update.
     """
+    finite = [step for step in steps if not step.non_finite_fields()]
     available = {
         "stability": float(stability["stability"]),
         "benchmark": float(benchmark),
-        "reward_gain": float(steps[-1].reward_mean - steps[0].reward_mean) if steps else math.nan,
+        "benchmark_after": math.nan if benchmark_after is None else float(benchmark_after),
+        "reward_gain": (
+            float(finite[-1].reward_mean - finite[0].reward_mean) if finite else math.nan
+        ),
         "kl": float(stability["kl_final"]),
     }
     values = {name: available[name] for name in names}
@@ -183,6 +242,114 @@ def objective_values(
     if bad:
         raise TrialFailedError(f"objective {', '.join(bad)} is not finite")
     return values
+
+
+@dataclass
+class _SeedRun:
+    seed: int
+    stability: dict[str, Any]
+    objectives: dict[str, float]
+    probe: dict[str, Any]
+    steps: list[StepMetrics]
+    benchmark_after: BenchmarkResult | None
+
+
+def _probe_seed(
+    spec: SweepSpec,
+    inputs: TrialInputs,
+    candidate: Candidate,
+    seed: int,
+    benchmark: float,
+    on_step: Callable[[StepMetrics], None] | None,
+    trust_remote_code: bool,
+) -> _SeedRun:
+    from evaluators.probe import ProbeDivergedError, run_probe
+
+    names = [o.name for o in spec.objectives]
+    config = spec.probe.model_copy(update={"seed": seed})
+    actor = inputs.merge_inputs.build_actor(
+        list(candidate.weights), candidate.alpha, normalize=True
+    )
+    try:
+        try:
+            probe = run_probe(
+                actor,
+                inputs.tokenizer,
+                inputs.reward,
+                inputs.prompts,
+                config,
+                on_step,
+                prompt=spec.prompt,
+                trust_remote_code=trust_remote_code,
+                reference_length=inputs.reference_length,
+            )
+        except ProbeDivergedError as exc:
+            probe = exc.result
+        if probe.stability is None:
+            raise TrialFailedError(f"seed {seed}: the probe measured no finite step")
+        after = None
+        after_score: float | None = None
+        if "benchmark_after" in names:
+            # A diverged policy has non-finite weights: it answers nothing.
+            if probe.stability.diverged:
+                after_score = 0.0
+            else:
+                after = inputs.benchmark_runner.score(actor)
+                after_score = after.benchmark
+    finally:
+        del actor
+    stability = probe.stability.model_dump()
+    return _SeedRun(
+        seed=seed,
+        stability=stability,
+        objectives=objective_values(names, stability, benchmark, probe.steps, after_score),
+        probe={
+            "seed": seed,
+            "stop_reason": probe.stop_reason.value,
+            "partial": probe.partial,
+            "detail": probe.detail,
+            "steps": len(probe.steps),
+            "elapsed_s": probe.elapsed_seconds,
+        },
+        steps=probe.steps,
+        benchmark_after=after,
+    )
+
+
+def benchmark_stderr(result: BenchmarkResult) -> float | None:
+    """Standard error of ``result.benchmark`` from lm-eval's per-task stderrs (None if any is
+    missing): the selection tasks' weighted mean, its errors added in quadrature."""
+    total = 0.0
+    weights = 0.0
+    terms = []
+    for task in result.per_task.values():
+        if task.weight is None:
+            continue
+        name, _, filters = task.metric.partition(",")
+        se = task.metrics.get(f"{name}_stderr,{filters}")
+        if se is None or not math.isfinite(se):
+            return None
+        terms.append((task.weight, se))
+        weights += task.weight
+    if not terms or weights <= 0:
+        return None
+    for weight, se in terms:
+        total += (weight / weights * se) ** 2
+    return math.sqrt(total)
+
+
+def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
+    """Per-field mean (numbers), any (flags) or per-seed list (the rest) over the seeds."""
+    combined: dict[str, Any] = {}
+    for key in seeds[0].stability:
+        values = [run.stability[key] for run in seeds]
+        if all(isinstance(v, bool) for v in values):
+            combined[key] = any(values)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            combined[key] = sum(values) / len(values)
+        else:
+            combined[key] = values
+    return combined
 
 
 def run_trial(
@@ -193,17 +360,17 @@ def run_trial(
     inputs: TrialInputs | None = None,
     trust_remote_code: bool = False,
 ) -> TrialOutcome:
-    """Run one trial of ``spec`` at ``candidate``.
+    """Run one trial of ``spec`` at ``candidate``: ``spec.probe.repeats`` probes, one benchmark.
 
     Args:
-        on_step: Called with the probe's metrics after every update (live progress).
+        on_step: Called with the first seed's probe metrics after every update (live progress).
         inputs: Pre-loaded inputs (default: :func:`load_trial_inputs`).
 
     Raises:
-        TrialFailedError: The probe diverged or an objective is not finite.
+        TrialFailedError: A probe diverged at its first update or an objective is not finite.
         SweepsError, EvaluatorError: Unusable checkpoints, prompts, reward or tasks.
     """
-    from evaluators.probe import ProbeDivergedError, run_probe
+    from sweeps.statistics import mean_interval
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -213,63 +380,92 @@ def run_trial(
     weights, alpha = list(candidate.weights), candidate.alpha
 
     mark = time.perf_counter()
-    actor = inputs.merge_inputs.build_actor(weights, alpha, normalize=True)
-    timings["merge_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    try:
-        probe = run_probe(
-            actor,
-            inputs.tokenizer,
-            inputs.reward,
-            inputs.prompts,
-            spec.probe,
-            on_step,
-            prompt=spec.prompt,
-            trust_remote_code=trust_remote_code,
-        )
-    except ProbeDivergedError as exc:
-        raise TrialFailedError(str(exc)) from None
-    finally:
-        del actor
-    timings["probe_s"] = time.perf_counter() - mark
-    if probe.stability is None:
-        raise TrialFailedError("the probe measured no finite step")
-
-    mark = time.perf_counter()
     initial_actor = inputs.merge_inputs.build_actor(weights, alpha, normalize=True)
+    timings["merge_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     benchmark = inputs.benchmark_runner.score(initial_actor)
     del initial_actor
     timings["benchmark_s"] = time.perf_counter() - mark
 
-    stability = probe.stability.model_dump()
-    objectives = objective_values(
-        [o.name for o in spec.objectives], stability, benchmark.benchmark, probe.steps
-    )
+    mark = time.perf_counter()
+    seeds = [
+        _probe_seed(
+            spec,
+            inputs,
+            candidate,
+            spec.probe.seed + repeat,
+            benchmark.benchmark,
+            on_step if repeat == 0 else None,
+            trust_remote_code,
+        )
+        for repeat in range(spec.probe.repeats)
+    ]
+    timings["probe_s"] = time.perf_counter() - mark
+
+    init_se = benchmark_stderr(benchmark)
+    after_se = [benchmark_stderr(run.benchmark_after) for run in seeds if run.benchmark_after]
+    known_after_se = [se for se in after_se if se is not None]
+    shared_se: dict[str, float | None] = {
+        "benchmark": init_se,
+        # The root mean square of the seeds' lm-eval errors (same documents for every seed).
+        "benchmark_after": (
+            math.sqrt(sum(se**2 for se in known_after_se) / len(known_after_se))
+            if known_after_se and len(known_after_se) == len(after_se)
+            else None
+        ),
+    }
+    objective_stats = {}
+    for name in seeds[0].objectives:
+        values = [run.objectives[name] for run in seeds]
+        interval = mean_interval(values, measurement_se=shared_se.get(name))
+        objective_stats[name] = {**interval.to_json(), "values": values}
+    objectives = {name: stats["mean"] for name, stats in objective_stats.items()}
+
+    stability = _combine_stability(seeds)
+    stability["seeds"] = [{"seed": run.seed, **run.stability} for run in seeds]
+    stability["objective_stats"] = objective_stats
+    warning = spec.probe.short_window_warning()
+    if warning:
+        stability["warnings"] = [warning]
+    first = seeds[0]
+    benchmarks: dict[str, Any] = {
+        "benchmark": benchmark.benchmark,
+        "benchmark_stderr": init_se,
+        "selection": benchmark.selection_scores,
+        "report": benchmark.report_tasks,
+        "limit": benchmark.limit,
+        # How the models saw their prompts (the probe and lm-eval share it).
+        "prompt_format": benchmark.prompt_format,
+        "system_prompt": spec.prompt.system,
+        "tokenizer_source": spec.models.tokenizer_source,
+    }
+    if any(run.benchmark_after is not None for run in seeds) or "benchmark_after" in objectives:
+        benchmarks["after"] = [
+            {
+                "seed": run.seed,
+                "benchmark": run.objectives.get("benchmark_after"),
+                "benchmark_stderr": (
+                    benchmark_stderr(run.benchmark_after) if run.benchmark_after else None
+                ),
+                "selection": run.benchmark_after.selection_scores if run.benchmark_after else {},
+                "report": run.benchmark_after.report_tasks if run.benchmark_after else {},
+            }
+            for run in seeds
+        ]
     timings["total_s"] = time.perf_counter() - started
     return TrialOutcome(
         candidate=candidate,
         objectives=objectives,
         stability=stability,
-        benchmarks={
-            "benchmark": benchmark.benchmark,
-            "selection": benchmark.selection_scores,
-            "report": benchmark.report_tasks,
-            "limit": benchmark.limit,
-            # How the models saw their prompts (the probe and lm-eval share it).
-            "prompt_format": probe.prompt_format,
-            "system_prompt": probe.system_prompt,
-            "tokenizer_source": spec.models.tokenizer_source,
-        },
+        benchmarks=benchmarks,
         probe={
-            "stop_reason": probe.stop_reason.value,
-            "partial": probe.partial,
-            "detail": probe.detail,
-            "steps": len(probe.steps),
-            "elapsed_s": probe.elapsed_seconds,
-            "prompt_format": probe.prompt_format,
+            **first.probe,
+            "repeats": len(seeds),
+            "seeds": [run.probe for run in seeds],
+            "reference_length": inputs.reference_length,
+            "prompt_format": benchmark.prompt_format,
             "precision": spec.probe.precision,
         },
-        steps=[step.model_dump() for step in probe.steps],
+        steps=[step.model_dump() for step in first.steps],
         timings=timings,
     )
