@@ -263,7 +263,9 @@ def run_probe(
             raise ProbeStop(
                 StopReason.DIVERGED, f"{', '.join(bad)} not finite at step {metrics.step}"
             )
-        if config.early_stop and metrics.step < config.steps:
+        # A verdict needs one full window (a shorter curve's mean is not a window's).
+        full_window = len(steps) >= config.stability_window
+        if config.early_stop and full_window and metrics.step < config.steps:
             retention = length_retention(
                 [step.length_mean for step in steps], config.stability_window, reference_length
             )

@@ -32,6 +32,7 @@ from evaluators.probe import (
     run_probe,
 )
 from evaluators.rewards import InvalidRewardError, RuleRewardModel, check_reward_model
+from evaluators.stability import stability_from_steps
 from tests.tiny_models import EOS_ID, PAD_ID, tiny_config, tiny_tokenizer
 
 PROMPTS = [f"what is {index} plus 1 ?" for index in range(8)]
@@ -180,6 +181,37 @@ def test_early_stop_when_collapse_is_certain(fake_backend) -> None:
     assert result.stability.collapsed
 
 
+def test_early_stopped_probe_is_scored_on_its_configured_steps(fake_backend) -> None:
+    lengths = [40, 36, 20, 10, 6, 6, 30, 40]
+    script = [_step(index + 1, float(length)) for index, length in enumerate(lengths)]
+    fake_backend.script = script
+    settings = ProbeConfig(backend="fake-scripted", steps=10, batch_size=4)
+    result = run_probe(None, None, lambda prompt, response: 0.0, PROMPTS, settings)
+    assert result.stop_reason is StopReason.COLLAPSED and len(result.steps) == 5
+    expected = stability_from_steps(result.steps, horizon=10)
+    assert result.stability == expected and expected.horizon == 10
+    assert expected.stability < stability_from_steps(result.steps).stability
+
+
+def test_reference_length_stops_an_actor_that_starts_short(fake_backend) -> None:
+    script = [_step(step, 6.0) for step in range(1, 9)]
+    fake_backend.script = script
+    settings = ProbeConfig(backend="fake-scripted", steps=8, batch_size=4)
+    result = run_probe(
+        None, None, lambda prompt, response: 0.0, PROMPTS, settings, reference_length=20.0
+    )
+    # The first full window (step 3) already holds 6 / 20 = 0.3 < 0.5 of the reference.
+    assert result.stop_reason is StopReason.COLLAPSED and len(result.steps) == 3
+    assert result.stability.length_retention == pytest.approx(0.3)
+    assert result.stability.reference_length == 20.0
+
+
+def test_short_window_warning() -> None:
+    assert ProbeConfig(steps=6, stability_window=3).short_window_warning() is None
+    warning = ProbeConfig(steps=5, stability_window=3).short_window_warning()
+    assert warning is not None and "probe.steps (5)" in warning
+
+
 def test_no_early_stop_when_disabled(fake_backend) -> None:
     lengths = [40, 36, 20, 10, 6, 6, 30, 40]
     script = [_step(index + 1, float(length)) for index, length in enumerate(lengths)]
@@ -197,6 +229,8 @@ def test_nan_loss_raises_diverged_error_keeping_the_steps(fake_backend) -> None:
     assert [step.step for step in result.steps] == [1, 2, 3]
     assert (result.stop_reason, result.partial) == (StopReason.DIVERGED, True)
     assert result.stability is not None and result.stability.steps == 2
+    # Scored on its finite steps, then zeroed: a diverged probe is the least stable there is.
+    assert result.stability.diverged and result.stability.stability == 0.0
     assert "diverged" in str(caught.value)
 
 

@@ -9,6 +9,7 @@ import pytest
 from evaluators._probe_types import StepMetrics
 from evaluators.stability import (
     compute_stability,
+    diverged_stability,
     entropy_drop,
     length_retention,
     length_trend,
@@ -217,3 +218,56 @@ def test_invalid_curves_are_rejected() -> None:
         rolling_mean([1.0], window=0)
     with pytest.raises(ValueError, match="no steps"):
         stability_from_steps([])
+
+
+def test_length_retention_against_a_reference_length() -> None:
+    # A flat actor that never reasons keeps its own length, but not a reasoning parent's.
+    assert length_retention([10.0] * 5) == 1.0
+    assert length_retention([10.0] * 5, reference=20.0) == pytest.approx(0.5)
+    # Window means 12, 10, 8 -> min 8 against 16.
+    assert length_retention([12, 12, 12, 6, 6], reference=16.0) == pytest.approx(0.5)
+    # Longer than the reference counts as full retention.
+    assert length_retention([30.0] * 4, reference=20.0) == 1.0
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="reference length"):
+            length_retention([10.0] * 4, reference=bad)
+
+
+def test_reference_length_makes_a_short_starter_collapsed() -> None:
+    flat = CURVES["flat"]
+    metrics = compute_stability(
+        [5.0] * STEPS, flat["rewards"], KLS, flat["entropies"], reference_length=20.0
+    )
+    assert metrics.length_retention == pytest.approx(0.25)
+    assert metrics.collapsed and metrics.reference_length == 20.0
+    # 0.45 x 0.25 + 0.075 + 0.25 + 0.15
+    assert metrics.stability == pytest.approx(0.5875)
+
+
+def test_observed_fraction_credits_only_the_steps_that_ran() -> None:
+    full = {"length_retention": 1.0, "length_trend": 0.0, "reward_dip": 0.0, "entropy_drop": 0.0}
+    assert stability_score(**full, kl_max=0.0) == pytest.approx(0.925)
+    # 0.45 + 0.5 x (0.075 + 0.25 + 0.15)
+    assert stability_score(**full, kl_max=0.0, observed_fraction=0.5) == pytest.approx(0.6875)
+    with pytest.raises(ValueError, match="observed_fraction"):
+        stability_score(**full, kl_max=0.0, observed_fraction=1.5)
+
+
+def test_an_early_stopped_probe_is_scored_on_its_configured_horizon() -> None:
+    curves = CURVES["collapse"]
+    args = (curves["lengths"], curves["rewards"], KLS, curves["entropies"])
+    ran = compute_stability(*args)
+    cut = compute_stability(*args, horizon=2 * STEPS)
+    assert cut.horizon == 2 * STEPS and ran.horizon is None
+    retention_term = 0.45 * ran.length_retention
+    assert cut.stability == pytest.approx(retention_term + (ran.stability - retention_term) / 2)
+    assert compute_stability(*args, horizon=STEPS) == ran
+    with pytest.raises(ValueError, match="horizon"):
+        compute_stability(*args, horizon=STEPS - 1)
+
+
+def test_diverged_stability_scores_zero_and_keeps_the_metrics() -> None:
+    metrics = _stability("flat")
+    diverged = diverged_stability(metrics)
+    assert diverged.stability == 0.0 and diverged.diverged and not metrics.diverged
+    assert diverged.length_retention == metrics.length_retention

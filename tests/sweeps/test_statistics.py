@@ -1,0 +1,104 @@
+"""Statistics of repeated probes on hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps.pareto import hypervolume
+from sweeps.statistics import (
+    Interval,
+    bootstrap_hypervolume,
+    clearly_dominates,
+    mean_interval,
+    tied_set,
+)
+
+T_975_DF1 = 12.706204736  # Student t quantile 0.975 with 1 degree of freedom
+Z_975 = 1.959963985
+
+
+def test_mean_interval_of_two_seeds() -> None:
+    # mean 2, sample sd sqrt(2), sem 1.
+    interval = mean_interval([1.0, 3.0])
+    assert (interval.mean, interval.sem, interval.n) == (2.0, pytest.approx(1.0), 2)
+    assert interval.low == pytest.approx(2.0 - T_975_DF1)
+    assert interval.high == pytest.approx(2.0 + T_975_DF1)
+
+
+def test_measurement_error_adds_in_quadrature() -> None:
+    interval = mean_interval([1.0, 3.0], measurement_se=1.0)
+    assert interval.sem == pytest.approx(2**0.5)
+    assert interval.high == pytest.approx(2.0 + T_975_DF1 * 2**0.5)
+
+
+def test_one_seed_has_an_interval_only_with_a_measurement_error() -> None:
+    bare = mean_interval([0.4])
+    assert (bare.low, bare.high, bare.sem) == (None, None, None)
+    assert bare.bounds() == (0.4, 0.4)
+    measured = mean_interval([0.4], measurement_se=0.1)
+    assert measured.low == pytest.approx(0.4 - Z_975 * 0.1)
+    assert measured.high == pytest.approx(0.4 + Z_975 * 0.1)
+    assert Interval.from_json(measured.to_json()) == measured
+
+
+def test_mean_interval_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        mean_interval([])
+    with pytest.raises(ValueError, match="finite"):
+        mean_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="confidence"):
+        mean_interval([1.0], confidence=1.0)
+
+
+def _box(mean: float, half: float | None) -> Interval:
+    if half is None:
+        return Interval(mean, None, None, None, 1)
+    return Interval(mean, mean - half, mean + half, half / 2, 2)
+
+
+def test_tied_set_is_what_the_intervals_cannot_tell_from_the_front() -> None:
+    directions = ["maximize", "maximize"]
+    candidates = [
+        [_box(0.8, 0.01), _box(0.5, 0.01)],  # 0: front
+        [_box(0.5, 0.01), _box(0.8, 0.01)],  # 1: front
+        [_box(0.78, 0.05), _box(0.48, 0.05)],  # 2: below 0 on the means, overlapping in both
+        [_box(0.3, 0.01), _box(0.3, 0.01)],  # 3: clearly below
+        [_box(0.7, None), _box(0.45, None)],  # 4: one seed, apart from 0 in the first
+    ]
+    assert clearly_dominates(candidates[0], candidates[3], directions)
+    assert not clearly_dominates(candidates[0], candidates[2], directions)
+    assert clearly_dominates(candidates[0], candidates[4], directions)
+    assert tied_set(candidates, [0, 1], directions) == [2]
+
+
+def test_tied_set_minimized_objective() -> None:
+    # kl minimised: 0.2 +- 0.05 against 0.3 +- 0.04 are apart (0.25 < 0.26).
+    a = [_box(0.5, 0.01), _box(0.2, 0.05)]
+    b = [_box(0.5, 0.01), _box(0.3, 0.04)]
+    assert clearly_dominates(a, b, ["maximize", "minimize"])
+    assert tied_set([a, b], [0], ["maximize", "minimize"]) == []
+
+
+def test_bootstrap_hypervolume_of_one_candidate_with_two_seeds() -> None:
+    # Resampled means are 0.2, 0.3 or 0.4 with probabilities 1/4, 1/2, 1/4.
+    interval = bootstrap_hypervolume([[[0.2], [0.4]]], [0.0], ["maximize"], seed=3)
+    assert interval.mean == pytest.approx(0.3)
+    assert (interval.low, interval.high) == (pytest.approx(0.2), pytest.approx(0.4))
+    assert interval.sem == pytest.approx(0.0707, abs=0.005)  # sqrt(0.005)
+
+
+def test_bootstrap_hypervolume_is_reproducible_and_brackets_the_estimate() -> None:
+    seeds = [
+        [[0.8, 0.5], [0.7, 0.4]],
+        [[0.5, 0.8], [0.6, 0.9], [0.4, 0.7]],
+        [[0.6, 0.6]],
+    ]
+    reference, directions = [0.0, 0.0], ["maximize", "maximize"]
+    first = bootstrap_hypervolume(seeds, reference, directions, seed=7, resamples=200)
+    assert first == bootstrap_hypervolume(seeds, reference, directions, seed=7, resamples=200)
+    means = [[0.75, 0.45], [0.5, 0.8], [0.6, 0.6]]
+    assert first.mean == pytest.approx(hypervolume(means, reference, directions))
+    assert first.low is not None and first.high is not None
+    assert first.low < first.mean < first.high
+    fixed = bootstrap_hypervolume([[[0.6, 0.6]]], reference, directions, resamples=20)
+    assert (fixed.low, fixed.high) == (pytest.approx(0.36), pytest.approx(0.36))
