@@ -5,10 +5,13 @@ seeds, with a Student-t confidence interval from their spread; a benchmark also 
 standard error lm-eval reports for its documents, which does not shrink with more seeds
 (every seed is scored on the same documents), so it is added in quadrature::
 
-    sem^2 = s^2 / n + se_lm_eval^2          half-width = t_{(1+c)/2, n-1} x sem   (n >= 2)
-                                                          z_{(1+c)/2} x se         (n = 1)
+    sem^2 = s^2 / n + se^2                    half-width = t_{(1+c)/2, df} x sem
+    df = sem^4 / ((s^2 / n)^2 / (n - 1))      (Welch-Satterthwaite; lm-eval's se counts as
+                                               normal, so df = n - 1 without it and the
+                                               interval is z x se when the seeds agree)
 
-One seed without a measurement error has no interval (``low``/``high`` are None).
+One seed without a measurement error has no interval (``low``/``high`` are None); seeds that
+agree exactly without one have a zero-width interval.
 
 Two candidates are *tied* unless the one dominates the other on the means and their intervals
 are apart in at least one objective. The *tied set* of a front is every candidate off the front
@@ -103,10 +106,15 @@ def mean_interval(
     n = len(values)
     mean = sum(values) / n
     shared = measurement_se if measurement_se is not None and measurement_se > 0 else 0.0
-    if n >= 2:
-        variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-        sem = math.sqrt(variance / n + shared**2)
-        quantile = float(stats.t.ppf((1 + confidence) / 2, n - 1))
+    seed_part = sum((v - mean) ** 2 for v in values) / (n - 1) / n if n >= 2 else 0.0
+    if seed_part > 0:
+        sem = math.sqrt(seed_part + shared**2)
+        # Welch-Satterthwaite: the lm-eval part is a large-sample normal error.
+        freedom = sem**4 / (seed_part**2 / (n - 1))
+        quantile = float(stats.t.ppf((1 + confidence) / 2, freedom))
+    elif n >= 2 and shared == 0:
+        sem = 0.0
+        quantile = 0.0
     elif shared > 0:
         sem = shared
         quantile = float(stats.norm.ppf((1 + confidence) / 2))

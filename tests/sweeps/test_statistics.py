@@ -14,6 +14,7 @@ from sweeps.statistics import (
 )
 
 T_975_DF1 = 12.706204736  # Student t quantile 0.975 with 1 degree of freedom
+T_975_DF4 = 2.776445105
 Z_975 = 1.959963985
 
 
@@ -26,9 +27,15 @@ def test_mean_interval_of_two_seeds() -> None:
 
 
 def test_measurement_error_adds_in_quadrature() -> None:
+    # seed part 1, total sem^2 = 2, Welch-Satterthwaite df = 2^2 / (1^2 / 1) = 4.
     interval = mean_interval([1.0, 3.0], measurement_se=1.0)
     assert interval.sem == pytest.approx(2**0.5)
-    assert interval.high == pytest.approx(2.0 + T_975_DF1 * 2**0.5)
+    assert interval.high == pytest.approx(2.0 + T_975_DF4 * 2**0.5)
+    # Seeds that agree: only lm-eval's error is left, a normal interval.
+    agreed = mean_interval([0.5, 0.5], measurement_se=0.1)
+    assert agreed.high == pytest.approx(0.5 + Z_975 * 0.1)
+    exact = mean_interval([0.5, 0.5])
+    assert (exact.low, exact.high, exact.sem) == (0.5, 0.5, 0.0)
 
 
 def test_one_seed_has_an_interval_only_with_a_measurement_error() -> None:

@@ -1,0 +1,66 @@
+"""One real trial on the demo world with repeats: per-seed values, intervals, the parents'
+reference length and the benchmark of the trained policy."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeps.search_space import Candidate
+from sweeps.spec import SweepSpec
+from sweeps.trial import clear_trial_inputs, load_trial_inputs, run_trial
+from tests.sweeps.conftest import write_demo_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def repeated_spec(demo_world: Any, tmp_path: Path) -> SweepSpec:
+    path = write_demo_spec(
+        demo_world,
+        tmp_path / "spec.yaml",
+        name="repeats",
+        probe={"repeats": 2, "steps": 3},
+        objectives=["stability", "benchmark", "benchmark_after", "kl"],
+    )
+    clear_trial_inputs()
+    yield SweepSpec.from_file(path)
+    clear_trial_inputs()
+
+
+def test_a_trial_probes_every_seed_and_reports_means_with_intervals(
+    repeated_spec: SweepSpec,
+) -> None:
+    inputs = load_trial_inputs(repeated_spec)
+    # The reasoning parent's greedy length is the reference: longer than the base's answers.
+    assert inputs.reference_length is not None and inputs.reference_length > 1
+    streamed: list[Any] = []
+    outcome = run_trial(
+        repeated_spec, Candidate((0.5, 0.5), 0.5), inputs=inputs, on_step=streamed.append
+    )
+    stats = outcome.stability["objective_stats"]
+    seeds = outcome.stability["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert {s["reference_length"] for s in seeds} == {inputs.reference_length}
+    for name, value in outcome.objectives.items():
+        values = stats[name]["values"]
+        assert len(values) == 2 and value == pytest.approx(sum(values) / 2)
+        assert stats[name]["n"] == 2
+        assert stats[name]["low"] <= value <= stats[name]["high"]
+    assert stats["stability"]["values"] == [s["stability"] for s in seeds]
+    # The initial actor is the same for every seed: its spread is lm-eval's error alone.
+    init_se = outcome.benchmarks["benchmark_stderr"]
+    assert init_se is not None and init_se > 0
+    assert stats["benchmark"]["values"][0] == stats["benchmark"]["values"][1]
+    assert stats["benchmark"]["sem"] == pytest.approx(init_se)
+    after = outcome.benchmarks["after"]
+    assert [a["seed"] for a in after] == [0, 1]
+    assert stats["benchmark_after"]["values"] == [a["benchmark"] for a in after]
+    assert all(math.isfinite(a["benchmark_stderr"]) for a in after)
+    # Only the first seed streams its curve; 3 steps are under two windows: warned.
+    assert [step.step for step in streamed] == [1, 2, 3]
+    assert outcome.probe["repeats"] == 2 and len(outcome.probe["seeds"]) == 2
+    assert "probe.steps (3)" in outcome.stability["warnings"][0]
