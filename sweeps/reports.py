@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from sweeps.pareto import Direction, hypervolume, pareto_front
+from sweeps.statistics import Interval, bootstrap_hypervolume, mean_interval, tied_set
 
 #: Stability metrics shown in the front table when the probe reports them.
 KEY_STABILITY_METRICS = (
@@ -38,6 +39,14 @@ KEY_STABILITY_METRICS = (
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
 CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
 FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
+#: Benchmark objectives the recommendation ranks by, most preferred first.
+RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
+RECOMMENDATION_RULE = (
+    "among the front members and the trials statistically tied with them (95% intervals "
+    "overlapping), drop those where any seed collapsed or diverged; recommend the best mean "
+    "{benchmark}, ties broken by the best mean stability, then the lower trial number; the "
+    "runner-up is the next in that order"
+)
 
 _KIND_STYLE = {
     "paper": {"marker": "s", "color": "tab:orange", "label": "paper seed"},
@@ -81,6 +90,37 @@ class TrialRecord:
         except (KeyError, TypeError, ValueError):
             return None
         return values if all(math.isfinite(v) for v in values) else None
+
+    def intervals(self, objectives: Sequence[ObjectiveInfo]) -> list[Interval] | None:
+        """Each objective's mean and interval over the seeds, or None unless complete.
+
+        A trial recorded without per-seed statistics is one seed without an interval.
+        """
+        values = self.values(objectives)
+        if values is None:
+            return None
+        stats = (self.stability or {}).get("objective_stats") or {}
+        out = []
+        for objective, value in zip(objectives, values, strict=True):
+            entry = stats.get(objective.name)
+            out.append(Interval.from_json(entry) if entry else mean_interval([value]))
+        return out
+
+    def seed_values(self, objectives: Sequence[ObjectiveInfo]) -> list[list[float]] | None:
+        """Per seed, the objective vector (one row without per-seed statistics)."""
+        values = self.values(objectives)
+        if values is None:
+            return None
+        stats = (self.stability or {}).get("objective_stats") or {}
+        columns = [stats.get(o.name, {}).get("values") for o in objectives]
+        if any(not column for column in columns) or len({len(c) for c in columns}) != 1:
+            return [list(values)]
+        return [list(row) for row in zip(*columns, strict=True)]
+
+    def unstable(self) -> bool:
+        """Whether any seed of the probe collapsed or diverged."""
+        stability = self.stability or {}
+        return bool(stability.get("collapsed")) or bool(stability.get("diverged"))
 
     def label(self) -> str:
         """``#3 w=(0.50, 0.50) a=0.20``."""
@@ -135,6 +175,49 @@ class SweepReportData:
         values = [v for _, v in self.scored_trials()]
         return hypervolume(values, self.reference_point, self.directions)
 
+    def hypervolume_interval(self, *, resamples: int = 500, seed: int = 0) -> Interval:
+        """The hypervolume of the means with a bootstrap interval over the trials' seeds."""
+        rows = [t.seed_values(self.objectives) or [] for t, _ in self.scored_trials()]
+        return bootstrap_hypervolume(
+            rows, self.reference_point, self.directions, resamples=resamples, seed=seed
+        )
+
+    def tied(self) -> list[TrialRecord]:
+        """Trials off the front that no trial clearly dominates (see :mod:`sweeps.statistics`)."""
+        scored = self.scored_trials()
+        intervals = [trial.intervals(self.objectives) or [] for trial, _ in scored]
+        front = pareto_front([v for _, v in scored], self.directions)
+        return [scored[i][0] for i in tied_set(intervals, front, self.directions)]
+
+    def recommendation(self) -> Recommendation | None:
+        """The recommended trial and its runner-up by :data:`RECOMMENDATION_RULE`.
+
+        None when no trial on or tied with the front kept its length on every seed.
+        """
+        names = [o.name for o in self.objectives]
+        key_name = next((n for n in RECOMMENDATION_BENCHMARKS if n in names), names[0])
+        key = names.index(key_name)
+        sign = 1.0 if self.objectives[key].direction == "maximize" else -1.0
+        stability = names.index("stability") if "stability" in names else None
+        pool = {t.number: t for t in [*self.front(), *self.tied()] if not t.unstable()}
+        scored = [(t, t.values(self.objectives)) for t in pool.values()]
+        ranked = sorted(
+            ((t, v) for t, v in scored if v is not None),
+            key=lambda item: (
+                -sign * item[1][key],
+                -item[1][stability] if stability is not None else 0.0,
+                item[0].number,
+            ),
+        )
+        if not ranked:
+            return None
+        return Recommendation(
+            trial=ranked[0][0],
+            runner_up=ranked[1][0] if len(ranked) > 1 else None,
+            ranked_by=key_name,
+            rule=RECOMMENDATION_RULE.format(benchmark=key_name),
+        )
+
     def hypervolume_history(self) -> list[tuple[int, float]]:
         """``(finished trials, hypervolume)`` after each finished trial, in finishing order."""
         finished = [t for t in self.trials if t.state in ("complete", "failed", "pruned")]
@@ -173,6 +256,16 @@ class SweepReportData:
         return out
 
 
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended trial, the runner-up and the rule that chose them."""
+
+    trial: TrialRecord
+    runner_up: TrialRecord | None
+    ranked_by: str
+    rule: str
+
+
 @dataclass
 class Report:
     """A rendered report: the data, the front, the hypervolume and the PNG figures."""
@@ -181,6 +274,38 @@ class Report:
     front: list[TrialRecord]
     hypervolume: float
     figures: dict[str, bytes]
+    tied: list[TrialRecord] = field(default_factory=list)
+    """Trials off the front that the intervals cannot tell from it."""
+    hypervolume_interval: Interval | None = None
+    recommendation: Recommendation | None = None
+
+    def recommendation_json(self) -> dict[str, Any] | None:
+        """The recommended (w, alpha) with its intervals and the runner-up, as JSON data."""
+        chosen = self.recommendation
+        if chosen is None:
+            return None
+        objectives = self.data.objectives
+
+        def pick(trial: TrialRecord) -> dict[str, Any]:
+            intervals = trial.intervals(objectives) or []
+            return {
+                "trial_number": trial.number,
+                "weights": list(trial.weights),
+                "alpha": trial.alpha,
+                "seed_kind": trial.seed_kind,
+                "objectives": {
+                    o.name: i.to_json() for o, i in zip(objectives, intervals, strict=True)
+                },
+            }
+
+        return _json_safe(
+            {
+                **pick(chosen.trial),
+                "runner_up": pick(chosen.runner_up) if chosen.runner_up else None,
+                "ranked_by": chosen.ranked_by,
+                "rule": chosen.rule,
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data (what ``report.json`` holds)."""
@@ -200,6 +325,11 @@ class Report:
                 ],
                 "reference_point": data.reference_point,
                 "hypervolume": self.hypervolume,
+                "hypervolume_interval": (
+                    self.hypervolume_interval.to_json() if self.hypervolume_interval else None
+                ),
+                "tied": [t.number for t in self.tied],
+                "recommendation": self.recommendation_json(),
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
                 "front": [_trial_json(t) for t in self.front],
@@ -220,13 +350,19 @@ class Report:
         for trial in self.front:
             objectives = trial.objectives or {}
             stability = trial.stability or {}
+            intervals: list[Interval | None] = list(
+                trial.intervals(self.data.objectives) or [None] * len(names)
+            )
             rows.append(
                 [
                     f"#{trial.number}",
                     trial.seed_kind or "sampled",
                     "(" + ", ".join(f"{w:.3f}" for w in trial.weights) + ")",
                     f"{trial.alpha:.3f}",
-                    *(_fmt(objectives.get(n)) for n in names),
+                    *(
+                        _fmt_interval(objectives.get(n), i)
+                        for n, i in zip(names, intervals, strict=True)
+                    ),
                     *(_fmt(stability.get(k)) for k in stability_keys),
                 ]
             )
@@ -246,10 +382,17 @@ class Report:
             + ", ".join(
                 f"{o.name} ({o.direction}, reference {o.reference:g})" for o in data.objectives
             ),
-            f"- hypervolume: **{self.hypervolume:.4f}**",
+            f"- hypervolume: **{self.hypervolume:.4f}**"
+            + _interval_note(self.hypervolume_interval),
             *_prompt_lines(data.trials),
             "",
+            "## Recommendation",
+            "",
+            *self._recommendation_lines(),
+            "",
             "## Pareto front",
+            "",
+            "Objectives as mean ± half the 95% interval over the probe seeds.",
             "",
         ]
         header, rows = self.front_table()
@@ -259,6 +402,12 @@ class Report:
             lines += ["| " + " | ".join(row) + " |" for row in rows]
         else:
             lines.append("No trial completed: the front is empty.")
+        if self.tied:
+            lines += [
+                "",
+                "Statistically tied with the front (intervals overlap): "
+                + ", ".join(t.label() for t in self.tied),
+            ]
         for name, title in (
             ("pareto.png", "Trials and Pareto front"),
             ("hypervolume.png", "Hypervolume against finished trials"),
@@ -272,6 +421,26 @@ class Report:
             for trial in sorted(failed, key=lambda t: t.number):
                 lines.append(f"- {trial.label()}: {trial.state} — {trial.error or 'no reason'}")
         return "\n".join(lines) + "\n"
+
+    def _recommendation_lines(self) -> list[str]:
+        chosen = self.recommendation
+        if chosen is None:
+            return ["No recommendation: no trial on or tied with the front kept its length."]
+        objectives = self.data.objectives
+
+        def describe(trial: TrialRecord) -> str:
+            intervals = trial.intervals(objectives) or []
+            values = ", ".join(
+                f"{o.name} {_fmt_interval(i.mean, i)}"
+                for o, i in zip(objectives, intervals, strict=True)
+            )
+            return f"{trial.label()} ({trial.seed_kind or 'sampled'}): {values}"
+
+        lines = [f"- **use {describe(chosen.trial)}**"]
+        if chosen.runner_up is not None:
+            lines.append(f"- runner-up: {describe(chosen.runner_up)}")
+        lines.append(f"- rule: {chosen.rule}")
+        return lines
 
     def to_html(self) -> str:
         """One self-contained HTML page (figures inlined as data URIs)."""
@@ -296,6 +465,13 @@ class Report:
         )
         counts = ", ".join(f"{n} {state}" for state, n in sorted(data.counts().items()))
         error = f" ({esc(data.error)})" if data.error else ""
+        tied = (
+            "<p>Statistically tied with the front: "
+            + esc(", ".join(t.label() for t in self.tied))
+            + "</p>"
+            if self.tied
+            else ""
+        )
         return (
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>Sweep {esc(data.name)}</title><style>"
@@ -305,8 +481,14 @@ class Report:
             f"<h1>Sweep report: {esc(data.name)}</h1>"
             f"<p>id <code>{esc(data.sweep_id)}</code> · status <b>{esc(data.status)}</b>{error}"
             f" · {len(data.trials)} of {data.n_trials} trials ({esc(counts or 'none')})"
-            f" · hypervolume <b>{self.hypervolume:.4f}</b></p>"
-            f"<h2>Pareto front</h2>{table}{images}</body></html>"
+            f" · hypervolume <b>{self.hypervolume:.4f}</b>"
+            f"{esc(_interval_note(self.hypervolume_interval))}</p>"
+            "<h2>Recommendation</h2><ul>"
+            + "".join(
+                f"<li>{esc(line.removeprefix('- ').replace('**', ''))}</li>"
+                for line in self._recommendation_lines()
+            )
+            + f"</ul><h2>Pareto front</h2>{table}{tied}{images}</body></html>"
         )
 
     def write(self, directory: str | Path) -> Path:
@@ -330,7 +512,15 @@ def build_report(data: SweepReportData) -> Report:
         "hypervolume.png": hypervolume_figure(data),
         "curves.png": curves_figure(data, front),
     }
-    return Report(data=data, front=front, hypervolume=data.hypervolume(), figures=figures)
+    return Report(
+        data=data,
+        front=front,
+        hypervolume=data.hypervolume(),
+        figures=figures,
+        tied=data.tied(),
+        hypervolume_interval=data.hypervolume_interval(),
+        recommendation=data.recommendation(),
+    )
 
 
 def _png(figure: Figure) -> bytes:
@@ -471,6 +661,18 @@ def _stability_keys(trials: Sequence[TrialRecord]) -> list[str]:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 present.add(key)
     return [key for key in KEY_STABILITY_METRICS if key in present]
+
+
+def _fmt_interval(value: Any, interval: Interval | None) -> str:
+    if interval is None or interval.low is None or interval.high is None:
+        return _fmt(value)
+    return f"{_fmt(float(value))} ± {(interval.high - interval.low) / 2:.2g}"
+
+
+def _interval_note(interval: Interval | None) -> str:
+    if interval is None or interval.low is None or interval.high is None:
+        return ""
+    return f" (95% bootstrap interval {interval.low:.4f} to {interval.high:.4f})"
 
 
 def _fmt(value: Any) -> str:

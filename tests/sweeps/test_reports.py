@@ -178,3 +178,99 @@ def test_empty_sweep_still_renders(tmp_path: Path) -> None:
 def test_trial_curve_png() -> None:
     trial = _data().trials[2]
     assert trial_curves_figure(trial).startswith(PNG_MAGIC)
+
+
+def _repeated(
+    number: int, stability: float, benchmark: float, half: float, **flags: bool
+) -> TrialRecord:
+    def stats(mean: float) -> dict[str, object]:
+        return {
+            "mean": mean,
+            "low": mean - half,
+            "high": mean + half,
+            "sem": half / 2,
+            "n": 2,
+            "values": [mean - half / 4, mean + half / 4],
+        }
+
+    return TrialRecord(
+        number,
+        (0.5, 0.5),
+        0.1 * number,
+        "complete",
+        None,
+        {"stability": stability, "benchmark": benchmark},
+        {
+            "stability": stability,
+            "collapsed": False,
+            **flags,
+            "objective_stats": {"stability": stats(stability), "benchmark": stats(benchmark)},
+        },
+    )
+
+
+def _noisy_data(*trials: TrialRecord) -> SweepReportData:
+    objectives = [
+        ObjectiveInfo("stability", "maximize", 0.0),
+        ObjectiveInfo("benchmark", "maximize", 0.0),
+    ]
+    return SweepReportData("n1", "noisy", "succeeded", objectives, list(trials), len(trials))
+
+
+NOISY = (
+    _repeated(0, 0.90, 0.40, 0.02),  # front
+    _repeated(1, 0.50, 0.70, 0.02, collapsed=True),  # front, but collapsed
+    _repeated(2, 0.85, 0.38, 0.10),  # below #0 on the means, overlapping: tied
+    _repeated(3, 0.60, 0.55, 0.02),  # front
+    _repeated(4, 0.30, 0.20, 0.01),  # clearly dominated
+)
+
+
+def test_tied_set_and_recommendation_rule() -> None:
+    data = _noisy_data(*NOISY)
+    assert [t.number for t in data.front()] == [0, 3, 1]
+    assert [t.number for t in data.tied()] == [2]
+    chosen = data.recommendation()
+    # Pool {0, 2, 3} (#1 collapsed); best mean benchmark: #3, then #0.
+    assert chosen is not None and chosen.ranked_by == "benchmark"
+    assert (chosen.trial.number, chosen.runner_up.number) == (3, 0)
+
+
+def test_recommendation_breaks_benchmark_ties_by_stability_and_needs_a_stable_trial() -> None:
+    data = _noisy_data(_repeated(5, 0.6, 0.5, 0.2), _repeated(6, 0.7, 0.5, 0.2))
+    chosen = data.recommendation()
+    assert chosen is not None and (chosen.trial.number, chosen.runner_up.number) == (6, 5)
+    unstable = _noisy_data(_repeated(7, 0.6, 0.5, 0.2, diverged=True))
+    assert unstable.recommendation() is None
+    assert "No recommendation" in build_report(unstable).to_markdown()
+
+
+def test_recommendation_prefers_the_benchmark_after_rl() -> None:
+    objectives = [
+        ObjectiveInfo("benchmark", "maximize", 0.0),
+        ObjectiveInfo("benchmark_after", "maximize", 0.0),
+    ]
+    trials = [
+        TrialRecord(0, (1.0,), 0.1, "complete", None, {"benchmark": 0.9, "benchmark_after": 0.2}),
+        TrialRecord(1, (1.0,), 0.2, "complete", None, {"benchmark": 0.5, "benchmark_after": 0.6}),
+    ]
+    chosen = SweepReportData("b", "after", "succeeded", objectives, trials, 2).recommendation()
+    assert chosen is not None and chosen.ranked_by == "benchmark_after"
+    assert (chosen.trial.number, chosen.runner_up.number) == (1, 0)
+
+
+def test_report_shows_intervals_tied_set_and_recommendation() -> None:
+    report = build_report(_noisy_data(*NOISY))
+    body = report.to_json()
+    assert body["tied"] == [2]
+    recommended = body["recommendation"]
+    assert (recommended["trial_number"], recommended["runner_up"]["trial_number"]) == (3, 0)
+    assert recommended["objectives"]["benchmark"]["low"] == pytest.approx(0.53)
+    assert "best mean benchmark" in recommended["rule"]
+    interval = body["hypervolume_interval"]
+    assert interval["low"] <= body["hypervolume"] <= interval["high"]
+    markdown = report.to_markdown()
+    assert "- **use #3 w=(0.50, 0.50) a=0.30 (sampled): stability 0.6 ± 0.02" in markdown
+    assert "Statistically tied with the front (intervals overlap): #2" in markdown
+    assert "0.9 ± 0.02" in markdown and "95% bootstrap interval" in markdown
+    assert "Recommendation" in report.to_html()
