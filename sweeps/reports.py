@@ -25,6 +25,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sweeps.constraints import is_feasible
 from sweeps.pareto import Direction, hypervolume, pareto_front
 from sweeps.statistics import Interval, bootstrap_hypervolume, mean_interval, tied_set
 
@@ -42,7 +43,8 @@ FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
 #: Benchmark objectives the recommendation ranks by, most preferred first.
 RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
 RECOMMENDATION_RULE = (
-    "among the front members and the trials statistically tied with them (95% intervals "
+    "among the feasible front members and the feasible trials statistically tied with them "
+    "(95% intervals "
     "overlapping), drop those where any seed collapsed or diverged; recommend the best mean "
     "{benchmark}, ties broken by the best mean stability, then the lower trial number; the "
     "runner-up is the next in that order"
@@ -117,6 +119,15 @@ class TrialRecord:
             return [list(values)]
         return [list(row) for row in zip(*columns, strict=True)]
 
+    def feasible(self) -> bool:
+        """Whether the trial met the sweep's constraints (see :mod:`sweeps.constraints`)."""
+        return is_feasible(self.stability)
+
+    def violations(self) -> dict[str, float]:
+        """The constraints the trial broke, with their values (> 0)."""
+        constraints = (self.stability or {}).get("constraints") or {}
+        return {name: float(v) for name, v in constraints.items() if float(v) > 0}
+
     def unstable(self) -> bool:
         """Whether any seed of the probe collapsed or diverged."""
         stability = self.stability or {}
@@ -161,9 +172,17 @@ class SweepReportData:
                 out.append((trial, values))
         return out
 
+    def feasible_trials(self) -> list[tuple[TrialRecord, tuple[float, ...]]]:
+        """The scored trials that met every constraint."""
+        return [(t, v) for t, v in self.scored_trials() if t.feasible()]
+
+    def infeasible(self) -> list[TrialRecord]:
+        """Complete trials that broke a constraint, in trial-number order."""
+        return [t for t, _ in self.scored_trials() if not t.feasible()]
+
     def front(self) -> list[TrialRecord]:
-        """The Pareto front's trials, sorted by the first objective (best first)."""
-        scored = self.scored_trials()
+        """The feasible Pareto front's trials, sorted by the first objective (best first)."""
+        scored = self.feasible_trials()
         indices = pareto_front([v for _, v in scored], self.directions)
         members = [scored[i] for i in indices]
         reverse = self.objectives[0].direction == "maximize"
@@ -171,20 +190,20 @@ class SweepReportData:
         return [trial for trial, _ in members]
 
     def hypervolume(self) -> float:
-        """The hypervolume of the complete trials against the fixed reference point."""
-        values = [v for _, v in self.scored_trials()]
+        """The hypervolume of the feasible trials against the fixed reference point."""
+        values = [v for _, v in self.feasible_trials()]
         return hypervolume(values, self.reference_point, self.directions)
 
     def hypervolume_interval(self, *, resamples: int = 500, seed: int = 0) -> Interval:
         """The hypervolume of the means with a bootstrap interval over the trials' seeds."""
-        rows = [t.seed_values(self.objectives) or [] for t, _ in self.scored_trials()]
+        rows = [t.seed_values(self.objectives) or [] for t, _ in self.feasible_trials()]
         return bootstrap_hypervolume(
             rows, self.reference_point, self.directions, resamples=resamples, seed=seed
         )
 
     def tied(self) -> list[TrialRecord]:
-        """Trials off the front that no trial clearly dominates (see :mod:`sweeps.statistics`)."""
-        scored = self.scored_trials()
+        """Feasible trials off the front that no feasible trial clearly dominates."""
+        scored = self.feasible_trials()
         intervals = [trial.intervals(self.objectives) or [] for trial, _ in scored]
         front = pareto_front([v for _, v in scored], self.directions)
         return [scored[i][0] for i in tied_set(intervals, front, self.directions)]
@@ -231,14 +250,14 @@ class SweepReportData:
         history, values = [], []
         for count, trial in enumerate(finished, start=1):
             value = trial.values(self.objectives)
-            if value is not None:
+            if value is not None and trial.feasible():
                 values.append(value)
             history.append((count, hypervolume(values, self.reference_point, self.directions)))
         return history
 
     def best_values(self) -> dict[str, float]:
-        """The best value reached by each objective over the complete trials."""
-        scored = self.scored_trials()
+        """The best value reached by each objective over the feasible trials."""
+        scored = self.feasible_trials()
         best: dict[str, float] = {}
         for k, objective in enumerate(self.objectives):
             column = [values[k] for _, values in scored]
@@ -329,6 +348,9 @@ class Report:
                     self.hypervolume_interval.to_json() if self.hypervolume_interval else None
                 ),
                 "tied": [t.number for t in self.tied],
+                "infeasible": [
+                    {"number": t.number, "violations": t.violations()} for t in data.infeasible()
+                ],
                 "recommendation": self.recommendation_json(),
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
@@ -415,6 +437,12 @@ class Report:
         ):
             if name in self.figures:
                 lines += ["", f"## {title}", "", f"![{title}]({image_prefix}{name})"]
+        infeasible = data.infeasible()
+        if infeasible:
+            lines += ["", "## Infeasible trials (kept off the front)", ""]
+            for trial in infeasible:
+                broken = ", ".join(f"{n} by {v:.3g}" for n, v in trial.violations().items())
+                lines.append(f"- {trial.label()}: breaks {broken}")
         failed = [t for t in data.trials if t.state in ("failed", "pruned")]
         if failed:
             lines += ["", "## Failed and pruned trials", ""]
@@ -425,7 +453,9 @@ class Report:
     def _recommendation_lines(self) -> list[str]:
         chosen = self.recommendation
         if chosen is None:
-            return ["No recommendation: no trial on or tied with the front kept its length."]
+            return [
+                "No recommendation: no feasible trial on or tied with the front kept its length."
+            ]
         objectives = self.data.objectives
 
         def describe(trial: TrialRecord) -> str:
@@ -534,13 +564,22 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     figure = Figure(figsize=(6.4, 4.8))
     ax = figure.add_subplot()
     objectives = data.objectives
-    scored = data.scored_trials()
+    infeasible = [(t, v) for t, v in data.scored_trials() if not t.feasible()]
+    scored = data.feasible_trials()
     front_numbers = {t.number for t in front}
     two_d = len(objectives) >= 2
 
     def xy(trial: TrialRecord, values: tuple[float, ...]) -> tuple[float, float]:
         return (values[0], values[1]) if two_d else (trial.number, values[0])
 
+    if infeasible:
+        ax.scatter(
+            *zip(*(xy(t, v) for t, v in infeasible), strict=True),
+            marker="x",
+            color="tab:gray",
+            alpha=0.6,
+            label="infeasible",
+        )
     sampled = [xy(t, v) for t, v in scored if t.seed_kind is None]
     if sampled:
         ax.scatter(*zip(*sampled, strict=True), color="tab:gray", alpha=0.7, label="sampled")
@@ -582,7 +621,7 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
         ax.set_ylabel(f"{objectives[0].name} ({objectives[0].direction})")
     title = "Pareto front" if scored else "Pareto front (no complete trial yet)"
     ax.set_title(f"{data.name}: {title}")
-    if scored:
+    if scored or infeasible:
         ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _png(figure)

@@ -265,6 +265,27 @@ class NightlySpec(_Frozen):
     )
 
 
+class ConstraintsSpec(_Frozen):
+    """Constraints of a sweep (see :mod:`sweeps.constraints`): the sampler steers away from
+    trials that break them and the Pareto front holds only trials that keep them."""
+
+    not_collapsed: bool = Field(
+        default=True,
+        description="Every seed's length_retention stays at or above probe.collapse_threshold "
+        "and no probe diverged.",
+    )
+    kl_budget: float | None = Field(
+        default=None, gt=0, description="Largest mean final KL to the reference (nats)."
+    )
+    benchmark_floor: float | None = Field(
+        default=None, description="Smallest mean benchmark of the initial actor."
+    )
+
+    def active(self) -> bool:
+        """Whether any constraint is set."""
+        return self.not_collapsed or self.kl_budget is not None or self.benchmark_floor is not None
+
+
 class SweepSpec(_Frozen):
     """A whole sweep: models, search, objectives, probe, benchmarks, resources."""
 
@@ -283,6 +304,7 @@ class SweepSpec(_Frozen):
     )
     resources: ResourcesSpec = ResourcesSpec()
     nightly: NightlySpec = NightlySpec()
+    constraints: ConstraintsSpec = ConstraintsSpec()
     export_front: bool = Field(
         default=False, description="Write the merged actors of the final Pareto front to disk."
     )

@@ -80,6 +80,8 @@ class TrialOutcome:
     probe: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    """The spec's constraints by name, ``<= 0`` when met (see :mod:`sweeps.constraints`)."""
 
 
 _cache_lock = threading.Lock()
@@ -370,6 +372,7 @@ def run_trial(
         TrialFailedError: A probe diverged at its first update or an objective is not finite.
         SweepsError, EvaluatorError: Unusable checkpoints, prompts, reward or tasks.
     """
+    from sweeps.constraints import constraint_values
     from sweeps.statistics import mean_interval
 
     timings: dict[str, float] = {}
@@ -424,6 +427,14 @@ def run_trial(
     stability = _combine_stability(seeds)
     stability["seeds"] = [{"seed": run.seed, **run.stability} for run in seeds]
     stability["objective_stats"] = objective_stats
+    constraints = constraint_values(
+        spec.constraints,
+        collapse_threshold=spec.probe.collapse_threshold,
+        seeds=stability["seeds"],
+        kl_final=float(stability["kl_final"]),
+        benchmark=benchmark.benchmark,
+    )
+    stability["constraints"] = constraints
     warning = spec.probe.short_window_warning()
     if warning:
         stability["warnings"] = [warning]
@@ -468,4 +479,5 @@ def run_trial(
         },
         steps=[step.model_dump() for step in first.steps],
         timings=timings,
+        constraints=constraints,
     )
