@@ -298,34 +298,6 @@ class Report:
     hypervolume_interval: Interval | None = None
     recommendation: Recommendation | None = None
 
-    def recommendation_json(self) -> dict[str, Any] | None:
-        """The recommended (w, alpha) with its intervals and the runner-up, as JSON data."""
-        chosen = self.recommendation
-        if chosen is None:
-            return None
-        objectives = self.data.objectives
-
-        def pick(trial: TrialRecord) -> dict[str, Any]:
-            intervals = trial.intervals(objectives) or []
-            return {
-                "trial_number": trial.number,
-                "weights": list(trial.weights),
-                "alpha": trial.alpha,
-                "seed_kind": trial.seed_kind,
-                "objectives": {
-                    o.name: i.to_json() for o, i in zip(objectives, intervals, strict=True)
-                },
-            }
-
-        return _json_safe(
-            {
-                **pick(chosen.trial),
-                "runner_up": pick(chosen.runner_up) if chosen.runner_up else None,
-                "ranked_by": chosen.ranked_by,
-                "rule": chosen.rule,
-            }
-        )
-
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data (what ``report.json`` holds)."""
         data = self.data
@@ -351,7 +323,7 @@ class Report:
                 "infeasible": [
                     {"number": t.number, "violations": t.violations()} for t in data.infeasible()
                 ],
-                "recommendation": self.recommendation_json(),
+                "recommendation": recommendation_json(data.objectives, self.recommendation),
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
                 "front": [_trial_json(t) for t in self.front],
@@ -532,6 +504,49 @@ class Report:
         )
         (directory / "report.md").write_text(self.to_markdown(), encoding="utf-8")
         return directory
+
+
+def recommendation_json(
+    objectives: Sequence[ObjectiveInfo], chosen: Recommendation | None
+) -> dict[str, Any] | None:
+    """The recommended (w, alpha) with its intervals and the runner-up, as JSON data."""
+    if chosen is None:
+        return None
+
+    def pick(trial: TrialRecord) -> dict[str, Any]:
+        intervals = trial.intervals(objectives) or []
+        return {
+            "trial_number": trial.number,
+            "weights": list(trial.weights),
+            "alpha": trial.alpha,
+            "seed_kind": trial.seed_kind,
+            "objectives": {o.name: i.to_json() for o, i in zip(objectives, intervals, strict=True)},
+        }
+
+    return _json_safe(
+        {
+            **pick(chosen.trial),
+            "runner_up": pick(chosen.runner_up) if chosen.runner_up else None,
+            "ranked_by": chosen.ranked_by,
+            "rule": chosen.rule,
+        }
+    )
+
+
+def front_statistics(data: SweepReportData) -> dict[str, Any]:
+    """What the measurement can tell about the front: the tied set, the hypervolume interval,
+    the infeasible trials and the recommendation (JSON data, for ``GET /sweeps/{id}/pareto``)."""
+    interval = data.hypervolume_interval()
+    return _json_safe(
+        {
+            "tied": [t.number for t in data.tied()],
+            "hypervolume_interval": interval.to_json(),
+            "infeasible": [
+                {"number": t.number, "violations": t.violations()} for t in data.infeasible()
+            ],
+            "recommendation": recommendation_json(data.objectives, data.recommendation()),
+        }
+    )
 
 
 def build_report(data: SweepReportData) -> Report:

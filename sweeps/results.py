@@ -13,10 +13,16 @@ from sqlalchemy.orm import Session
 
 from storage import repository
 from storage.models import Sweep, Trial, TrialState
-from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord
+from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord, front_statistics
 from sweeps.spec import ObjectiveSpec, default_objectives
 
-__all__ = ["load_report_data", "objectives_of", "trial_record", "update_front"]
+__all__ = [
+    "front_statistics_of",
+    "load_report_data",
+    "objectives_of",
+    "trial_record",
+    "update_front",
+]
 
 
 def objectives_of(spec: Mapping[str, Any]) -> list[ObjectiveInfo]:
@@ -102,3 +108,12 @@ def update_front(session: Session, *, sweep_id: str) -> repository.Front:
         hypervolume=data.hypervolume(),
         reference_point=data.reference_point,
     )
+
+
+def front_statistics_of(session: Session, *, sweep_id: str) -> dict[str, Any]:
+    """:func:`sweeps.reports.front_statistics` of a stored sweep (its trials without steps).
+
+    Raises:
+        storage.NotFoundError: no such sweep.
+    """
+    return front_statistics(load_report_data(session, sweep_id=sweep_id, with_steps=False))

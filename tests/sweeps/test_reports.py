@@ -14,6 +14,7 @@ from sweeps.reports import (
     SweepReportData,
     TrialRecord,
     build_report,
+    front_statistics,
     trial_curves_figure,
 )
 
@@ -274,3 +275,6 @@ def test_report_shows_intervals_tied_set_and_recommendation() -> None:
     assert "Statistically tied with the front (intervals overlap): #2" in markdown
     assert "0.9 ± 0.02" in markdown and "95% bootstrap interval" in markdown
     assert "Recommendation" in report.to_html()
+    stats = front_statistics(_noisy_data(*NOISY))
+    assert stats["tied"] == [2] and stats["recommendation"] == recommended
+    assert stats["hypervolume_interval"] == interval and stats["infeasible"] == []
