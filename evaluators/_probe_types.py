@@ -13,10 +13,12 @@ from evaluators.exceptions import EvaluatorError
 from evaluators.placement import Precision
 from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, DEFAULT_WINDOW
 
-DEFAULT_REPEATS = 2
-"""Seeds per candidate: two 48-update probes of one actor on two seeds scored 0.75 vs 0.82
-and, for another actor, 0.28 vs 0.74 (issue 12); one seed cannot tell such candidates apart,
-and two are the fewest that give a spread at all (see ``docs/stability-metrics.md``)."""
+DEFAULT_REPEATS = 3
+"""Seeds per candidate, from the measured noise (``benchmarks/probe_noise.py``, see
+``docs/stability-metrics.md``): at the demo sweep's settings one actor's stability moves by a
+standard deviation of 0.09-0.14 from seed to seed; two seeds give a 95% interval of +-0.6 to
++-1.8 (Student t with one degree of freedom), three give +-0.2 to +-0.35, narrower than the
+spread between candidates (0.26)."""
 
 
 class ProbeConfig(BaseModel):
