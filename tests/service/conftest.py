@@ -109,7 +109,7 @@ class ModelRoot:
                 "prompts": str(self.prompts),
             },
             "search": {"n_trials": 6, "seed_points": "none"},
-            "probe": {"steps": 2, "batch_size": 2, "response_length": 4},
+            "probe": {"steps": 2, "batch_size": 2, "response_length": 4, "repeats": 1},
             "benchmarks": {"limit": 2},
         }
         spec.update(overrides)

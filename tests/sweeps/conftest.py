@@ -17,8 +17,9 @@ import yaml
 from storage import create_engine_for, list_sweeps, list_trials, session_scope
 
 BAI_SWEEP = str(Path(sys.executable).with_name("bai-sweep"))
-#: A probe and a benchmark small enough for CI, big enough to be real.
-FAST_PROBE = {"steps": 3, "batch_size": 4, "response_length": 24}
+#: A probe and a benchmark small enough for CI, big enough to be real (one seed per candidate;
+#: the tests about repeats ask for more).
+FAST_PROBE = {"steps": 3, "batch_size": 4, "response_length": 24, "repeats": 1}
 FAST_BENCHMARKS = {"selection": ["bai_arith_mc"], "report": [], "limit": 8, "batch_size": 8}
 
 
