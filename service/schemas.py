@@ -311,6 +311,42 @@ class ParetoMember(_FromAttributes):
     seed_kind: SeedKind | None
 
 
+class IntervalBody(BaseModel):
+    """A mean and its 95% interval (``low``/``high`` null when it cannot be known)."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    sem: float | None
+    n: int
+    confidence: float
+
+
+class RatioBody(BaseModel):
+    """One trial's ratios and each objective's mean and interval over its probe seeds."""
+
+    trial_number: int
+    weights: list[float]
+    alpha: float
+    seed_kind: SeedKind | None
+    objectives: dict[str, IntervalBody]
+
+
+class RecommendationBody(RatioBody):
+    """The recommended (w, alpha), the runner-up and the rule (``docs/ratio-selection.md``)."""
+
+    runner_up: RatioBody | None
+    ranked_by: str = Field(description="The objective the pool was ranked by.")
+    rule: str
+
+
+class InfeasibleTrial(BaseModel):
+    """A complete trial kept off the front: the constraints it broke (value > 0)."""
+
+    number: int
+    violations: dict[str, float]
+
+
 class ParetoFrontBody(BaseModel):
     """A sweep's current Pareto front (empty until the first trial finished)."""
 
@@ -348,11 +384,30 @@ class ParetoFrontBody(BaseModel):
     reference_point: list[float] | None
     revision: int = Field(description="0 before the first front was stored.")
     updated_at: datetime | None
-    members: list[ParetoMember]
+    members: list[ParetoMember] = Field(description="The feasible front on the means.")
+    tied: list[int] = Field(
+        default_factory=list,
+        description="Trials off the front whose 95% intervals cannot tell them from it.",
+    )
+    hypervolume_interval: IntervalBody | None = Field(
+        default=None, description="Bootstrap interval of the hypervolume over the probe seeds."
+    )
+    infeasible: list[InfeasibleTrial] = Field(default_factory=list)
+    recommendation: RecommendationBody | None = Field(
+        default=None,
+        description="Null until a feasible, stable trial is on or tied with the front.",
+    )
 
     @classmethod
-    def of(cls, sweep_id: str, spec: dict[str, Any], front: Front | None) -> ParetoFrontBody:
-        """From a stored sweep's spec and its front (``None`` before the first trial finished)."""
+    def of(
+        cls,
+        sweep_id: str,
+        spec: dict[str, Any],
+        front: Front | None,
+        statistics: dict[str, Any] | None = None,
+    ) -> ParetoFrontBody:
+        """From a stored sweep's spec, its front (``None`` before the first trial finished)
+        and :func:`sweeps.results.front_statistics_of`."""
         if front is None:
             return cls(
                 sweep_id=sweep_id,
@@ -363,5 +418,5 @@ class ParetoFrontBody(BaseModel):
                 updated_at=None,
                 members=[],
             )
-        body = {**vars(front), "objectives": _objectives(spec)}
+        body = {**vars(front), **(statistics or {}), "objectives": _objectives(spec)}
         return cls.model_validate(body, from_attributes=True)

@@ -40,9 +40,12 @@ def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
 
 
 def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
+    from sweeps.results import front_statistics_of
+
     with session_scope(engine, read_only=True) as session:
         spec, front = repository.get_spec_and_front(session, sweep_id=sweep_id)
-    return _json(ParetoFrontBody.of(sweep_id, spec, front))
+        statistics = front_statistics_of(session, sweep_id=sweep_id) if front else None
+    return _json(ParetoFrontBody.of(sweep_id, spec, front, statistics))
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

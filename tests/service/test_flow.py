@@ -153,6 +153,15 @@ def test_sweep_runs_to_completion(service: Service, finished_sweep: str) -> None
     numbers = {t["number"] for t in complete}
     assert {m["trial_number"] for m in pareto["members"]} <= numbers
     assert pareto["hypervolume"] is not None and pareto["hypervolume"] >= 0
+    # The measurement's verdict on the front: its bootstrap interval, ties, the recommendation.
+    interval = pareto["hypervolume_interval"]
+    assert interval["mean"] == pytest.approx(pareto["hypervolume"])
+    assert interval["low"] <= pareto["hypervolume"] <= interval["high"]
+    assert set(pareto["tied"]) <= numbers - {m["trial_number"] for m in pareto["members"]}
+    recommended = pareto["recommendation"]
+    if recommended is not None:
+        assert recommended["trial_number"] in numbers
+        assert set(recommended["objectives"]) == {"stability", "benchmark"}
     listed = client.get("/sweeps", params={"status": "succeeded"}).json()
     assert finished_sweep in {item["id"] for item in listed["items"]}
 
