@@ -344,9 +344,8 @@ class Report:
         for trial in self.front:
             objectives = trial.objectives or {}
             stability = trial.stability or {}
-            intervals: list[Interval | None] = list(
-                trial.intervals(self.data.objectives) or [None] * len(names)
-            )
+            known = trial.intervals(self.data.objectives)
+            intervals: list[Interval | None] = list(known) if known else [None] * len(names)
             rows.append(
                 [
                     f"#{trial.number}",
