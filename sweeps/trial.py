@@ -163,7 +163,8 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
     else:
         from evaluators.reward_rules import REWARD_RULES
 
-        reward = REWARD_RULES[models.reward_rule]
+        # The spec validator requires a reward model or a rule.
+        reward = REWARD_RULES[str(models.reward_rule)]
     prompts = load_prompts(models.prompts)
     runner = BenchmarkRunner(spec.benchmarks, tokenizer, spec.prompt)
     reference = None
