@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 
     from sweeps.spec import ConstraintsSpec
 
-__all__ = ["constraint_values", "is_feasible", "set_trial_constraints"]
+__all__ = [
+    "constraint_values",
+    "constraints_from_result",
+    "is_feasible",
+    "set_trial_constraints",
+]
+
+_RESULT_PREFIX = "stability/constraints/"
 
 
 def constraint_values(
@@ -71,3 +78,15 @@ def set_trial_constraints(trial: optuna.Trial, constraints: Mapping[str, float])
     """Set each constraint on the Optuna trial (before it is told)."""
     for name, value in constraints.items():
         trial.set_constraint(name, float(value))
+
+
+def constraints_from_result(result: Mapping[str, Any]) -> dict[str, float]:
+    """A finished trial's constraints from its Ray Tune result (flattened or nested)."""
+    nested = (result.get("stability") or {}).get("constraints")
+    if isinstance(nested, Mapping):
+        return {name: float(value) for name, value in nested.items()}
+    return {
+        key.removeprefix(_RESULT_PREFIX): float(value)
+        for key, value in result.items()
+        if key.startswith(_RESULT_PREFIX)
+    }

@@ -6,7 +6,12 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeps.constraints import constraint_values, is_feasible, set_trial_constraints
+from sweeps.constraints import (
+    constraint_values,
+    constraints_from_result,
+    is_feasible,
+    set_trial_constraints,
+)
 from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord, build_report
 from sweeps.spec import ConstraintsSpec
 
@@ -30,6 +35,16 @@ def test_constraint_values_by_hand() -> None:
     assert (
         constraint_values(off, collapse_threshold=0.5, seeds=seeds, kl_final=9, benchmark=0) == {}
     )
+
+
+def test_constraints_from_a_tune_result() -> None:
+    assert constraints_from_result({"stability/constraints/kl_budget": -1, "stability/x": 2}) == {
+        "kl_budget": -1.0
+    }
+    assert constraints_from_result({"stability": {"constraints": {"not_collapsed": 0.2}}}) == {
+        "not_collapsed": 0.2
+    }
+    assert constraints_from_result({}) == {}
 
 
 def test_is_feasible() -> None:

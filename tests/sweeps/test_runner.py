@@ -142,7 +142,7 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
         assert (artifacts / artifact_ids[0]).read_bytes().startswith(b"\x89PNG")
 
 
-def test_failing_trials_are_recorded_and_the_sweep_goes_on(demo_world: Any, tmp_path: Path) -> None:
+def test_diverged_probes_score_zero_and_are_told_complete(demo_world: Any, tmp_path: Path) -> None:
     # A learning rate of 1e12 turns the actor's weights to NaN/inf at the first update.
     spec_file = write_demo_spec(
         demo_world,
@@ -158,17 +158,25 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(demo_world: Any, tmp_
         env={**os.environ, "BAI_SWEEP_DATA_DIR": str(tmp_path / "data")},
         cwd=tmp_path,
     )
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     engine = init_database(url)
     with session_scope(engine, read_only=True) as session:
         trials = list_trials(session, sweep_id=_only_sweep(session)).items
         sweep = get_sweep(session, sweep_id=trials[0].sweep_id)
-    assert sweep.status.value == "failed" and "no trial completed" in sweep.error
-    assert [t.state.value for t in trials] == ["failed", "failed"]  # both ran: the sweep went on
-    assert all("probe diverged" in t.error for t in trials)
+    # Not failed: complete with stability 0 and flagged, so the sampler learns the region.
+    assert [t.state.value for t in trials] == ["complete", "complete"]
+    for trial in trials:
+        assert trial.stability["diverged"] is True and trial.stability["stability"] == 0.0
+        assert trial.objectives["stability"] == 0.0
+        assert trial.stability["constraints"]["not_collapsed"] == 1.0
     study = _study(url, sweep.id)
-    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
-    assert all("probe diverged" in t.user_attrs["fail_reason"] for t in study.trials)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert all(t.values[0] == 0.0 for t in study.trials)
+    # Both broke the not-collapsed constraint: told to Optuna, and kept off both fronts.
+    assert all(t.constraints == {"not_collapsed": 1.0} for t in study.trials)
+    assert study.best_trials == []
+    with session_scope(engine, read_only=True) as session:
+        assert get_front(session, sweep_id=sweep.id).members == []
     _assert_nothing_running(url, sweep.id)
 
 
