@@ -270,9 +270,11 @@ class ConstraintsSpec(_Frozen):
     trials that break them and the Pareto front holds only trials that keep them."""
 
     not_collapsed: bool = Field(
-        default=True,
+        default=False,
         description="Every seed's length_retention stays at or above probe.collapse_threshold "
-        "and no probe diverged.",
+        "and no probe diverged (off by default: against the parents' reference length most "
+        "BAI ratios of a short-answering world count as collapsed; the recommendation skips "
+        "collapsed trials either way).",
     )
     kl_budget: float | None = Field(
         default=None, gt=0, description="Largest mean final KL to the reference (nats)."

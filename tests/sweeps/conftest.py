@@ -44,7 +44,7 @@ def write_demo_spec(world: Any, path: Path, *, name: str, **overrides: Any) -> P
         "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
     }
     for key, value in overrides.items():
-        spec[key] = {**spec[key], **value} if isinstance(value, dict) else value
+        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
@@ -91,8 +91,13 @@ def resumed_sweep(demo_world: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     """Run a 4-trial demo sweep, SIGKILL it once a trial finished, run it again to the end."""
     directory = tmp_path_factory.mktemp("nightly")
     url = f"sqlite:///{directory / 'sweeps.sqlite'}"
+    # Two probe seeds per candidate: the real small sweep with repeats.
     spec_file = write_demo_spec(
-        demo_world, directory / "sweep.yaml", name="test-nightly", export_front=True
+        demo_world,
+        directory / "sweep.yaml",
+        name="test-nightly",
+        export_front=True,
+        probe={"repeats": 2},
     )
     env = {**os.environ, "BAI_SWEEP_DATA_DIR": str(directory / "data")}
     args = ["run", str(spec_file), "--db", url, "--report-dir", str(directory / "report")]

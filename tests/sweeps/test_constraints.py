@@ -18,7 +18,7 @@ from sweeps.spec import ConstraintsSpec
 
 def test_constraint_values_by_hand() -> None:
     seeds = [{"length_retention": 0.8}, {"length_retention": 0.4}]
-    spec = ConstraintsSpec(kl_budget=2.0, benchmark_floor=0.3)
+    spec = ConstraintsSpec(not_collapsed=True, kl_budget=2.0, benchmark_floor=0.3)
     values = constraint_values(
         spec, collapse_threshold=0.5, seeds=seeds, kl_final=2.5, benchmark=0.4
     )
@@ -27,11 +27,12 @@ def test_constraint_values_by_hand() -> None:
         {"not_collapsed": 0.1, "kl_budget": 0.5, "benchmark_floor": -0.1}
     )
     diverged = [{"length_retention": 0.9}, {"length_retention": 0.9, "diverged": True}]
+    on = ConstraintsSpec(not_collapsed=True)
     assert constraint_values(
-        ConstraintsSpec(), collapse_threshold=0.5, seeds=diverged, kl_final=0.0, benchmark=0.0
+        on, collapse_threshold=0.5, seeds=diverged, kl_final=0.0, benchmark=0.0
     ) == {"not_collapsed": 1.0}
-    off = ConstraintsSpec(not_collapsed=False)
-    assert not off.active()
+    off = ConstraintsSpec()
+    assert not off.active() and on.active()
     assert (
         constraint_values(off, collapse_threshold=0.5, seeds=seeds, kl_final=9, benchmark=0) == {}
     )

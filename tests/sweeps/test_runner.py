@@ -98,12 +98,19 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
         assert all(s.length_mean is not None and s.reward is not None for s in trial.steps)
         assert set(trial.objectives) == {"stability", "benchmark"}
         assert 0.0 <= trial.objectives["stability"] <= 1.0
-        assert trial.stability["stability"] == trial.objectives["stability"]
+        assert trial.stability["stability"] == pytest.approx(trial.objectives["stability"])
         assert trial.benchmarks["benchmark"] == trial.objectives["benchmark"]
-    # The stored front is the Pareto front of the complete trials, with its hypervolume.
+        # Two seeds each: the objectives are their means, each seed's values kept.
+        stats = trial.stability["objective_stats"]
+        assert [s["seed"] for s in trial.stability["seeds"]] == [0, 1]
+        for name, value in trial.objectives.items():
+            assert stats[name]["n"] == 2 and len(stats[name]["values"]) == 2
+            assert value == pytest.approx(sum(stats[name]["values"]) / 2)
+    # The stored front is the Pareto front of the feasible trials, with its hypervolume.
     assert front is not None and front.members
     assert front.reference_point == [0.0, 0.0]
-    points = {t.number: (t.objectives["stability"], t.objectives["benchmark"]) for t in complete}
+    feasible = [t for t in complete if all(v <= 0 for v in t.stability["constraints"].values())]
+    points = {t.number: (t.objectives["stability"], t.objectives["benchmark"]) for t in feasible}
     for member in front.members:
         mine = points[member.trial_number]
         assert not any(
@@ -115,6 +122,9 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
     report = resumed_sweep.directory / "report"
     payload = json.loads((report / "report.json").read_text())
     assert payload["hypervolume"] == pytest.approx(front.hypervolume)
+    interval = payload["hypervolume_interval"]
+    assert interval["low"] <= payload["hypervolume"] <= interval["high"]
+    assert "## Recommendation" in (report / "report.md").read_text()
     assert {"pareto.png", "hypervolume.png", "curves.png", "report.md"} <= {
         p.name for p in report.iterdir()
     }
@@ -151,6 +161,7 @@ def test_diverged_probes_score_zero_and_are_told_complete(demo_world: Any, tmp_p
         search={"n_trials": 2, "seed_points": "none", "sampler": "random"},
         probe={"learning_rate": 1e12},
         resources={"max_concurrent_trials": 1},
+        constraints={"not_collapsed": True},
     )
     url = f"sqlite:///{tmp_path / 'nan.sqlite'}"
     result = run_cli(
