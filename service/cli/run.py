@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from service.cli._app import app, console, fail, user_errors
+from service.cli._app import app, console, err_console, fail, user_errors
 from service.cli._service import load_settings
 
 
@@ -62,6 +62,9 @@ def run(
             trust_remote_code=settings.trust_remote_code,
             local_devices=settings.ray_address is None,
         )
+        warning = spec.probe.short_window_warning()
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         engine = init_database(settings.resolved_database_url)
     if compare_to not in ("last", "none"):
         with user_errors(), session_scope(engine, read_only=True) as session:

@@ -170,6 +170,8 @@ def test_diverged_probes_score_zero_and_are_told_complete(demo_world: Any, tmp_p
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # 3 steps are under two stability windows: said before the sweep starts.
+    assert "warning: probe.steps (3) is under two stability windows" in result.stderr
     engine = init_database(url)
     with session_scope(engine, read_only=True) as session:
         trials = list_trials(session, sweep_id=_only_sweep(session)).items
