@@ -288,10 +288,16 @@ class _SweepRun:
         verdict: TrialVerdict,
         result: Mapping[str, Any] | None,
     ) -> None:
-        """Decorate the Optuna trial for the dashboard before it is told."""
+        """Set a complete trial's constraints and decorate it for the dashboard before it is
+        told."""
+        from optuna.trial import TrialState
+
+        from sweeps.constraints import constraints_from_result, set_trial_constraints
         from sweeps.reports import TrialRecord, trial_curves_figure
 
         result = result or {}
+        if verdict.state is TrialState.COMPLETE:
+            set_trial_constraints(ot_trial, constraints_from_result(result))
         prefixes = ("stability/", "benchmarks/", "probe/", "timings/")
         for key, value in result.items():
             scalar = isinstance(value, int | float | str | bool) or value is None
