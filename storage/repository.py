@@ -564,6 +564,7 @@ def upsert_trial(
     finished_at: datetime | None = None,
     duration_s: float | None = None,
     actor_path: str | None = None,
+    node: str | None = None,
     now: datetime | None = None,
 ) -> Trial:
     """Create or update trial ``number`` of a sweep; safe to deliver twice.
@@ -597,6 +598,7 @@ def upsert_trial(
         "finished_at": finished_at,
         "duration_s": duration_s,
         "actor_path": actor_path,
+        "node": node,
     }
     statement = _insert(session, Trial).values(values)
     always = ("weights", "alpha", "state")
@@ -675,6 +677,30 @@ def record_steps(
         )
         session.execute(statement, ordered)
     return len(ordered)
+
+
+#: Error prefix of a trial its run left unfinished; such a trial is re-run, not counted.
+INTERRUPTED_PREFIX = "interrupted"
+
+
+def count_budget_trials(session: Session, *, sweep_id: str) -> int:
+    """Trials counted against a sweep's budget: finished and not interrupted.
+
+    The one definition of a sweep's progress (CLI, REST and reports): a trial whose run was
+    lost or stopped (error starting with :data:`INTERRUPTED_PREFIX`) is re-run on resume and
+    does not count.
+    """
+    interrupted = and_(Trial.state == TrialState.FAILED, Trial.error.like(f"{INTERRUPTED_PREFIX}%"))
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Trial.sweep_id == sweep_id,
+                Trial.state != TrialState.RUNNING,
+                or_(Trial.error.is_(None), ~interrupted),
+            )
+        )
+        or 0
+    )
 
 
 def fail_running_trials(
