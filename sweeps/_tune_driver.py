@@ -96,6 +96,15 @@ def _placement() -> dict[str, str]:
     }
 
 
+def missing_paths(spec: SweepSpec) -> list[str]:
+    """The spec's local paths (absolute ones: hub ids are not paths) absent on this node."""
+    models = spec.models
+    paths = [models.base, *models.sft, models.prompts]
+    if models.reward is not None:
+        paths.append(models.reward)
+    return [path for path in paths if os.path.isabs(path) and not os.path.exists(path)]
+
+
 def tune_trainable(
     config: dict[str, Any], *, spec_json: dict[str, Any], trust_remote_code: bool
 ) -> None:
@@ -105,6 +114,14 @@ def tune_trainable(
     spec = SweepSpec.model_validate(spec_json)
     candidate = Candidate(tuple(float(w) for w in config["weights"]), float(config["alpha"]))
     placement = _placement()
+    missing = missing_paths(spec)
+    if missing:
+        message = (
+            f"SweepRunError: {', '.join(missing)} not found on Ray node {placement['node']}: "
+            "every node needs the same models and data paths as the worker"
+        )
+        tune.report({ERROR_KEY: message, PLACEMENT_KEY: placement})
+        raise SweepRunError(message)
 
     def report_step(step: Any) -> None:
         tune.report({STEP_KEY: step.model_dump(), PLACEMENT_KEY: placement})
