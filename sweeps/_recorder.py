@@ -53,6 +53,8 @@ class Recorder:
         sweep_id: The sweep written to.
         retry_for: Seconds a failing write is retried before the recorder gives up.
         max_pending: Bound of the write buffer.
+        may_write: Asked before each write; once False (the lease was lost: the sweep is
+            another worker's) pending and new writes are dropped.
     """
 
     def __init__(
@@ -62,11 +64,13 @@ class Recorder:
         *,
         retry_for: float = RETRY_SECONDS,
         max_pending: int = MAX_PENDING,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
         self.sweep_id = sweep_id
         self.retry_for = retry_for
         self.max_pending = max_pending
+        self.may_write = may_write
         #: Hypervolume of the front last written.
         self.hypervolume: float | None = None
         #: Set when a write failed for good; further writes are refused.
@@ -246,6 +250,9 @@ class Recorder:
         started = time.monotonic()
         delay = 0.5
         while True:
+            if not self.may_write():
+                logger.warning("sweep %s is another's: %s dropped", self.sweep_id, write.kind)
+                return None
             try:
                 with session_scope(self.engine) as session:
                     write.apply(session)

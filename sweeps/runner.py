@@ -309,7 +309,9 @@ def run_sweep(
     if lease.state in (LeaseState.RELEASED, LeaseState.FINISHED, LeaseState.LOST):
         raise SweepRunError(f"the lease of sweep {lease.sweep_id} is {lease.state.value}")
     data_dir = Path(data_dir).expanduser().resolve()
-    recorder = Recorder(lease.engine, lease.sweep_id)
+    recorder = Recorder(
+        lease.engine, lease.sweep_id, may_write=lambda: lease.state is not LeaseState.LOST
+    )
     try:
         spec = SweepSpec.model_validate(lease.sweep.spec)
     except Exception as exc:
@@ -385,14 +387,16 @@ def _execute(
             trust_remote_code=trust,
         )
     finally:
-        if run.lease.state is LeaseState.CANCELLING:
-            searcher.finish_unfinished(TrialState.PRUNED, "cancelled")
-        elif searcher.open_trials():
-            _interrupt_open_trials(run, study)
-        for trial_id in list(run.live):
-            if trial_id in searcher.verdicts:
-                run.trial_finished(trial_id, {}, None)
-        study.interrupt_running(STOPPED_RUN)
+        # A lost sweep is another worker's: its resume failed our open trials already.
+        if run.lease.state is not LeaseState.LOST:
+            if run.lease.state is LeaseState.CANCELLING:
+                searcher.finish_unfinished(TrialState.PRUNED, "cancelled")
+            elif searcher.open_trials():
+                _interrupt_open_trials(run, study)
+            for trial_id in list(run.live):
+                if trial_id in searcher.verdicts:
+                    run.trial_finished(trial_id, {}, None)
+            study.interrupt_running(STOPPED_RUN)
         if started_ray:
             import ray
 
@@ -410,14 +414,21 @@ def _interrupt_open_trials(run: _LiveSweep, study: SweepStudy) -> None:
         retry_storage(lambda t=open_trials[trial_id]: requeue(study.study, t), "re-enqueue")
 
 
-def _final_status(run: _LiveSweep, study: SweepStudy) -> tuple[RunEnd, str | None]:
-    state = run.lease.state
-    if state is LeaseState.LOST:
+def _stopped_end(lease: SweepLease) -> tuple[RunEnd, str | None] | None:
+    """How a run ends because of its lease (None while the lease is simply held)."""
+    if lease.state is LeaseState.LOST:
         return RunEnd.LOST, "another worker took the sweep over"
-    if state is LeaseState.CANCELLING:
+    if lease.state is LeaseState.CANCELLING:
         return RunEnd.CANCELLED, None
-    if state is LeaseState.STOPPING:
+    if lease.state is LeaseState.STOPPING:
         return RunEnd.STOPPED, None
+    return None
+
+
+def _final_status(run: _LiveSweep, study: SweepStudy) -> tuple[RunEnd, str | None]:
+    stopped = _stopped_end(run.lease)
+    if stopped is not None:
+        return stopped
     if run.recorder.error is not None:
         return RunEnd.FAILED, f"results could not be stored: {run.recorder.error}"
     finished = study.finished()
@@ -442,7 +453,7 @@ def _export_front(run: _LiveSweep, data_dir: Path) -> dict[int, str]:
     models = run.spec.models
     for member in front.members:
         if run.lease.should_stop:
-            raise SweepRunError(f"the lease ended mid-export ({run.lease.state.value})")
+            break
         out = merge_bai(
             base=models.base,
             sfts=models.sft,

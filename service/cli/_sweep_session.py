@@ -113,7 +113,7 @@ def run_synchronously(
         "trust_remote_code": settings.trust_remote_code,
     }
     try:
-        with lease, user_errors(SweepsError, code=1):
+        with user_errors(SweepsError, code=1), lease:
             if console.is_terminal:
                 columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
                 with Progress(*columns, console=console, transient=True) as bar:
