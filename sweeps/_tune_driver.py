@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ray import tune
 
 from sweeps._optuna_search import ERROR_KEY, FINAL_KEY, BaiOptunaSearch, TrialVerdict
+from sweeps._ray_mode import check_ray_address
 from sweeps.exceptions import SweepRunError
 from sweeps.search_space import Candidate, SearchSpace
 from sweeps.spec import SweepSpec
@@ -31,23 +32,6 @@ logger = logging.getLogger(__name__)
 STEP_KEY = "probe_step"
 #: Result key of where a trial runs: ``{"node": "<ip>/<node id>", "gpu_ids": "0,1"}``.
 PLACEMENT_KEY = "placement"
-
-RAY_CLIENT_REFUSED = (
-    "Ray Client addresses (ray://...) are not supported: Ray Tune would run the sweep's "
-    "driver on the head node, where its recorder does not exist. Join the cluster by its GCS "
-    "address instead (RAY_ADDRESS=host:6379, the port of `ray start --head --port`)."
-)
-
-
-def check_ray_address(address: str | None) -> None:
-    """Refuse a Ray Client address (argument or ``RAY_ADDRESS``) before any work starts.
-
-    Raises:
-        SweepRunError: The address is a ``ray://`` one.
-    """
-    for candidate in (address, os.environ.get("RAY_ADDRESS")):
-        if candidate and candidate.strip().lower().startswith("ray://"):
-            raise SweepRunError(f"{RAY_CLIENT_REFUSED} Got {candidate!r}.")
 
 
 def ensure_ray(address: str | None) -> bool:

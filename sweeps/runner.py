@@ -43,6 +43,7 @@ from sweeps._optuna_search import (
     TrialVerdict,
     retry_storage,
 )
+from sweeps._ray_mode import check_ray_address
 from sweeps._recorder import Recorder, RecorderError
 from sweeps._study import (
     INTERRUPTED_ATTR,
@@ -59,7 +60,6 @@ from sweeps._tune_driver import (
     STEP_KEY,
     SinkBeforeTell,
     SpaceFunction,
-    check_ray_address,
     ensure_ray,
     run_tuner,
 )

@@ -74,7 +74,7 @@ def run_synchronously(
     from service.worker import default_worker_id
     from storage import display_url, session_scope
     from storage.lease import RunEnd, SweepLease, holder_alive
-    from sweeps._tune_driver import check_ray_address
+    from sweeps._ray_mode import check_ray_address
     from sweeps.exceptions import SweepsError
     from sweeps.reports import build_report
     from sweeps.results import load_report_data

@@ -47,12 +47,14 @@ def run(
     from service.cli._sweep_session import print_summary, run_synchronously
     from storage import init_database, repository, session_scope
     from storage.exceptions import NotFoundError
+    from sweeps._ray_mode import check_ray_address
     from sweeps.nightly import compare_sweeps, exit_code
     from sweeps.results import load_report_data
     from sweeps.spec import SweepSpec
 
     settings = load_settings(database_url=db, ray_address=ray_address)
     with user_errors():
+        check_ray_address(settings.ray_address)
         spec = SweepSpec.from_file(spec_file)
         engine = init_database(settings.resolved_database_url)
     if compare_to not in ("last", "none"):

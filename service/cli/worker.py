@@ -24,7 +24,7 @@ def worker(
     """Run queued sweeps until stopped (SIGTERM / Ctrl-C stop it gracefully)."""
     from service.worker import Worker
     from storage import display_url, init_database
-    from sweeps._tune_driver import check_ray_address
+    from sweeps._ray_mode import check_ray_address
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

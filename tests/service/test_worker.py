@@ -158,3 +158,23 @@ def test_survives_an_unavailable_database(
     monkeypatch.setattr(worker, "claim", flaky_claim)
     assert worker.run(max_sweeps=1) == 1
     assert _status(engine, sweep_id).status is SweepStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("command", [["worker", "--once"], ["serve"], ["run", "spec.yaml"]])
+def test_ray_client_addresses_are_refused_before_work_starts(
+    command: list[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from tests.sweeps.conftest import write_demo_spec
+
+    monkeypatch.setenv("BAI_SWEEP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    world = SimpleNamespace(base="/b", sfts=["/s1", "/s2"], reward="/r", prompts="/p")
+    write_demo_spec(world, tmp_path / "spec.yaml", name="refused")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "ray://" in result.output and "GCS address" in result.output
+    assert not (tmp_path / "bai-sweep.db").exists()  # refused before any work
