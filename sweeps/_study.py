@@ -9,7 +9,9 @@ The study lives in Optuna's RDB storage on the sweep database. On every (re)star
   trials so far), so a resumed sampler continues instead of replaying the first run's
   proposals;
 - :func:`finished_rows` lists what Optuna knows of every finished trial, for the recorder to
-  repair a row that a kill between Optuna's tell and our write left behind.
+  repair a row that a kill between Optuna's tell and our write left behind. Our row is always
+  written after the tell (Tune tells its searcher before its callbacks, and the recorder
+  writes after the callback), so a kill can only leave our row behind Optuna's, never ahead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,12 +189,17 @@ def finished_rows(sweep_study: SweepStudy) -> list[dict[str, Any]]:
                 "stability": _prefixed(attrs, "stability/") or None,
                 "benchmarks": _prefixed(attrs, "benchmarks/") or None,
                 "error": attrs.get("fail_reason"),
-                "started_at": trial.datetime_start,
-                "finished_at": trial.datetime_complete,
+                "started_at": _aware(trial.datetime_start),
+                "finished_at": _aware(trial.datetime_complete),
                 "node": attrs.get("placement/node"),
             }
         )
     return rows
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # Optuna records naive local times.
+    return None if moment is None else moment.astimezone(UTC)
 
 
 def _prefixed(attrs: Mapping[str, Any], prefix: str) -> dict[str, Any]:

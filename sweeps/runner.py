@@ -332,6 +332,8 @@ def run_sweep(
                     RunEnd.FAILED,
                     f"exporting the front failed: {type(exc).__name__}: {exc}",
                 )
+            # Cancelled, stopped or lost during the export: that is how the run ended.
+            end, error = _stopped_end(lease) or (end, error)
     except Exception as exc:
         logger.exception("sweep %s failed", run.sweep_id)
         end, error = RunEnd.FAILED, f"{type(exc).__name__}: {exc}"

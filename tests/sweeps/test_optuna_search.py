@@ -205,5 +205,6 @@ def test_resume_fails_orphans_reenqueues_them_seeds_once_and_reseeds(tmp_path) -
     rows = {row["number"]: row for row in finished_rows(again)}
     assert rows[done.number]["objectives"] == {"stability": 0.5, "benchmark": 0.4}
     assert rows[done.number]["stability"] == {"length_retention": 0.9}
+    assert rows[done.number]["finished_at"].tzinfo is not None
     assert rows[orphan.number]["state"] == "failed"
     assert rows[orphan.number]["error"].startswith("interrupted")
