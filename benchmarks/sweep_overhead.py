@@ -137,8 +137,9 @@ def _measure(mode: str, world, args: argparse.Namespace) -> tuple[bool, bool]:
     started = time.perf_counter()
     if mode == "cluster":
         sys.path.insert(0, str(REPO))
-        from tests.ray_cluster import LocalRayCluster
+        from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster
 
+        os.environ.update(NO_TOKEN_AUTH)
         root = Path(tempfile.mkdtemp(prefix="bai-sweep-overhead-ray-"))
         cluster = LocalRayCluster(root, nodes=[{"num_cpus": 1}, {"num_cpus": 1}]).start()
         ray.init(address=cluster.address, log_to_driver=False)

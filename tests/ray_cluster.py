@@ -10,16 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 RAY = str(Path(sys.executable).with_name("ray"))
+#: Ray >= 2.5x turns token authentication on as soon as ``~/.ray/auth_token`` exists (another
+#: Ray on this machine may have created it); a test cluster and its drivers run without it.
+NO_TOKEN_AUTH = {"RAY_AUTH_MODE": "disabled"}
 
 
 def free_port() -> int:
@@ -36,8 +41,9 @@ class LocalRayCluster:
     root: Path
     nodes: list[dict[str, float]] = field(default_factory=lambda: [{"num_cpus": 1}] * 2)
     port: int = field(default_factory=free_port)
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: dict[str, str] = field(default_factory=lambda: {**os.environ, **NO_TOKEN_AUTH})
     processes: list[subprocess.Popen] = field(default_factory=list)
+    temp_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -62,7 +68,9 @@ class LocalRayCluster:
             f"--max-worker-port={worker_base + 99}",
         ]
         if head:
-            flags += ["--include-dashboard=false", f"--temp-dir={self.root / 'ray'}"]
+            # Short: Ray's unix socket paths under it must stay below 108 bytes.
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+            flags += ["--include-dashboard=false", f"--temp-dir={self.temp_dir}"]
         return flags
 
     def default_commands(self) -> list[list[str]]:
@@ -141,6 +149,8 @@ class LocalRayCluster:
             _kill_session(process, signal.SIGKILL)
             process.wait()
         self.processes.clear()
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()

@@ -39,7 +39,7 @@ from storage import (
     list_trials,
     session_scope,
 )
-from tests.ray_cluster import LocalRayCluster, free_port
+from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster, free_port
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
 from tests.sweeps.conftest import FAST_BENCHMARKS, FAST_PROBE
 
@@ -150,7 +150,7 @@ def stack(
     models = Path(demo_world.root).resolve()
     gcs_port, api_port, dashboard_port = free_port(), free_port(), free_port()
     with fresh_postgres_database(postgres_server_url) as database_url:
-        base = {**os.environ, **TIMING}
+        base = {**os.environ, **TIMING, **NO_TOKEN_AUTH}
         base.pop("RAY_ADDRESS", None)
         volumes = {"/data": str(data), "/models": str(models)}
 

@@ -208,3 +208,41 @@ def test_resume_fails_orphans_reenqueues_them_seeds_once_and_reseeds(tmp_path) -
     assert rows[done.number]["finished_at"].tzinfo is not None
     assert rows[orphan.number]["state"] == "failed"
     assert rows[orphan.number]["error"].startswith("interrupted")
+
+
+def test_a_resumed_sampler_does_not_repropose_finished_candidates(tmp_path) -> None:
+    # The check: with a fixed seed, the first proposal after a resume used to equal
+    # the first trial before the kill.
+    from sweeps._study import open_study
+    from sweeps.spec import SweepSpec
+
+    spec = SweepSpec.parse(
+        {
+            "name": "reseed",
+            "models": {"base": "/b", "sft": ["/s1", "/s2"], "reward": "/r", "prompts": "/p"},
+            "search": {"n_trials": 6, "seed_points": "none", "sampler": "tpe", "seed": 0},
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'reseed.db'}"
+
+    def run(n: int) -> list[dict]:
+        opened = open_study(url, "s", spec)
+        study = optuna.load_study(study_name="s", storage=url, sampler=opened.sampler())
+        proposed = []
+        for _ in range(n):
+            trial = study.ask()
+            opened.space.suggest(trial)
+            study.tell(trial, [0.5, 0.5])
+            proposed.append(trial.params)
+        return proposed
+
+    before = run(2)
+    after = run(2)  # a new process resuming the same study
+    assert not any(params in before for params in after)
+    # The same seed without the history (what a resume did before) replays the first run.
+    fresh = optuna.create_study(
+        directions=spec.directions, sampler=make_sampler("tpe", SearchSpace(2, (0.0, 1.0)), seed=0)
+    )
+    trial = fresh.ask()
+    SearchSpace(2, (0.0, 1.0)).suggest(trial)
+    assert trial.params == before[0]

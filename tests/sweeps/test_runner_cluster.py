@@ -9,6 +9,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -34,7 +35,7 @@ from storage import (
 )
 from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec
-from tests.ray_cluster import LocalRayCluster
+from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
 from tests.sweeps.conftest import write_demo_spec
 
@@ -47,8 +48,17 @@ OUTAGE_S = 60.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
     nodes = [{"num_cpus": 1, "num_gpus": 1}, {"num_cpus": 1}]
-    with LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"), nodes=nodes) as running:
-        yield running
+    previous = {key: os.environ.get(key) for key in NO_TOKEN_AUTH}
+    os.environ.update(NO_TOKEN_AUTH)  # this process drives the sweeps
+    try:
+        with LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"), nodes=nodes) as running:
+            yield running
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture
