@@ -89,22 +89,29 @@ class LocalRayCluster:
                 :meth:`default_commands`); ``ray`` is this environment's.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        for index, command in enumerate(commands or self.default_commands()):
-            flags = self.isolation_flags(self.nodes[index], head=index == 0)
-            argv = [RAY if command[0] == "ray" else command[0], *command[1:], *flags]
-            if "--disable-usage-stats" not in argv:
-                argv.append("--disable-usage-stats")
-            log = (self.root / f"node-{index}.log").open("w")
-            self.processes.append(
-                subprocess.Popen(
-                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
-            log.close()
-            if index == 0:
-                self._wait_for(1, timeout)
-        self._wait_for(len(self.processes), timeout)
+        try:
+            for index, command in enumerate(commands or self.default_commands()):
+                self._start_node(index, command)
+                if index == 0:
+                    self._wait_for(1, timeout)
+            self._wait_for(len(self.processes), timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started cluster behind
+            raise
         return self
+
+    def _start_node(self, index: int, command: list[str]) -> None:
+        flags = self.isolation_flags(self.nodes[index], head=index == 0)
+        argv = [RAY if command[0] == "ray" else command[0], *command[1:], *flags]
+        if "--disable-usage-stats" not in argv:
+            argv.append("--disable-usage-stats")
+        log = (self.root / f"node-{index}.log").open("w")
+        self.processes.append(
+            subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+        log.close()
 
     def alive_nodes(self) -> int:
         """How many nodes the head counts as alive (from ``ray status``)."""
