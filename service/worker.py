@@ -139,9 +139,10 @@ class Worker:
         self.current = lease
         try:
             with lease:
-                if self.stop_event.is_set():
-                    lease.request_stop()
-                self._execute(lease)
+                if self.stop_event.is_set():  # stopped while claiming: hand it straight back
+                    lease.hand_back()
+                else:
+                    self._execute(lease)
         finally:
             self.current = None
         return lease.sweep_id
