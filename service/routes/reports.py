@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
+from sweeps.results import load_report_data
 
 from service.auth import require_read_access
 from service.deps import EngineDep
@@ -11,7 +12,6 @@ from service.routes.sweeps import SweepId
 from service.schemas import ErrorBody
 from storage.engine import session_scope
 from sweeps.reports import build_report
-from sweeps.results import load_report_data
 
 router = APIRouter(
     prefix="/sweeps",

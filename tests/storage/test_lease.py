@@ -144,3 +144,28 @@ def test_for_run_creates_resumes_and_refuses_a_live_holder(engine: Engine) -> No
     assert not fresh.resumed and fresh.sweep_id != first.sweep_id
     changed = for_run("w3", alive=False, spec={**SPEC, "export_front": True})
     assert not changed.resumed and changed.sweep_id not in (first.sweep_id, fresh.sweep_id)
+
+
+def test_interrupted_trials_do_not_count_against_the_budget(engine: Engine) -> None:
+    from storage import count_budget_trials, upsert_trial
+
+    sweep_id = _queue(engine)
+    rows = [
+        ("complete", None),
+        ("failed", "probe diverged"),
+        ("pruned", "cancelled"),
+        ("failed", "interrupted: its run was lost before it finished"),
+        ("running", None),
+    ]
+    with session_scope(engine) as session:
+        for number, (state, error) in enumerate(rows):
+            upsert_trial(
+                session,
+                sweep_id=sweep_id,
+                number=number,
+                weights=[0.5, 0.5],
+                alpha=0.5,
+                state=state,
+                error=error,
+            )
+        assert count_budget_trials(session, sweep_id=sweep_id) == 3
