@@ -6,6 +6,10 @@ and then ``model.score`` on the last hidden states, and reads the score at each 
 token. A reward model must therefore be a sequence-classification model with a ``score`` head and
 one label; a rule-based reward is wrapped in :class:`RuleRewardModel`, a small module with the
 same interface.
+
+The reward model reads the very token ids the actor produced: the prompt in the sweep's prompt
+format (chat template or raw, :mod:`evaluators.prompting`) followed by the response, so it must
+share the actor's vocabulary (:func:`check_reward_vocabulary`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
 from evaluators.exceptions import EvaluatorError
@@ -25,6 +29,7 @@ __all__ = [
     "RewardFunction",
     "RuleRewardModel",
     "check_reward_model",
+    "check_reward_vocabulary",
     "load_reward_model",
 ]
 
@@ -54,12 +59,27 @@ def check_reward_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def check_reward_vocabulary(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse a reward model that cannot read every token id the actor may generate.
+
+    PPO hands the reward model the actor's own token ids (the prompt in the sweep's format, then
+    the response), so the two must share one vocabulary: an actor whose vocabulary was extended
+    (``tokenizer_source: union``) needs a reward model with at least as many embedding rows.
+    """
+    rows = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise InvalidRewardError(
+            f"the actor's tokenizer has {len(tokenizer)} tokens but the reward model only "
+            f"{rows} embedding rows: give a reward model that shares the actor's vocabulary"
+        )
+
+
 def load_reward_model(
     path: str | Path,
     *,
     dtype: torch.dtype = torch.float32,
     trust_remote_code: bool = False,
-) -> PreTrainedModel:
+) -> nn.Module:
     """Load a sequence-classification reward model (``num_labels=1``) from a local directory.
 
     Raises:
@@ -123,7 +143,7 @@ class _RuleScore(nn.Module):
             response = self.tokenizer.decode(
                 row_ids[context:][row_mask[context:]].tolist(), skip_special_tokens=True
             )
-            values.append(float(self.function(prompt, response)))
+            values.append(float(self.function(str(prompt), str(response))))
         scores = torch.tensor(values, dtype=torch.float32, device=packed.device)
         return scores[:, None, None].expand(-1, packed.shape[1], 1)
 

@@ -36,7 +36,7 @@ KEY_STABILITY_METRICS = (
     "entropy_drop",
 )
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
-CURVES = (("length_mean", "mean response length"), ("reward", "reward"), ("kl", "KL"))
+CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
 FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
 
 _KIND_STYLE = {
@@ -247,6 +247,7 @@ class Report:
                 f"{o.name} ({o.direction}, reference {o.reference:g})" for o in data.objectives
             ),
             f"- hypervolume: **{self.hypervolume:.4f}**",
+            *_prompt_lines(data.trials),
             "",
             "## Pareto front",
             "",
@@ -357,7 +358,7 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
         points = [xy(t, v) for t, v in scored if t.seed_kind == kind]
         if points:
             ax.scatter(
-                *zip(*points, strict=True),
+                *_columns(points),
                 marker=style["marker"],
                 color=style["color"],
                 s=60,
@@ -367,7 +368,7 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     if front_points:
         ax.plot(*zip(*front_points, strict=True), color="tab:blue", linewidth=1, zorder=0)
         ax.scatter(
-            *zip(*front_points, strict=True),
+            *_columns(front_points),
             facecolors="none",
             edgecolors="tab:blue",
             s=160,
@@ -397,6 +398,11 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     return _png(figure)
 
 
+def _columns(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The x and y columns of ``points``."""
+    return [x for x, _ in points], [y for _, y in points]
+
+
 def hypervolume_figure(data: SweepReportData) -> bytes:
     """Hypervolume after each finished trial."""
     figure = Figure(figsize=(6.4, 3.6))
@@ -404,7 +410,7 @@ def hypervolume_figure(data: SweepReportData) -> bytes:
     history = data.hypervolume_history()
     if history:
         ax.step(*zip(*history, strict=True), where="post", color="tab:blue")
-        ax.scatter(*zip(*history, strict=True), color="tab:blue", s=12)
+        ax.scatter(*_columns(history), color="tab:blue", s=12)
     reference = ", ".join(f"{o.name}={o.reference:g}" for o in data.objectives)
     ax.set_xlabel("finished trials")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -488,6 +494,24 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+def _prompt_lines(trials: Sequence[TrialRecord]) -> list[str]:
+    """How the trials' models saw their prompts (recorded with each trial's benchmarks)."""
+    seen = sorted(
+        {
+            (str(b.get("prompt_format")), b.get("system_prompt"), str(b.get("tokenizer_source")))
+            for b in (trial.benchmarks or {} for trial in trials)
+            if "prompt_format" in b
+        },
+        key=str,
+    )
+    return [
+        f"- prompt format: {fmt}"
+        + (f" (system prompt: {system!r})" if system else "")
+        + f", tokenizer_source: {source}"
+        for fmt, system, source in seen
+    ]
 
 
 def _trial_json(trial: TrialRecord) -> dict[str, Any]:

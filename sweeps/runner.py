@@ -63,7 +63,8 @@ from sweeps._tune_driver import (
     ensure_ray,
     run_tuner,
 )
-from sweeps.exceptions import SweepRunError
+from sweeps.exceptions import SweepRunError, SweepsError
+from sweeps.memory_plan import check_trial_memory
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
 
@@ -213,7 +214,6 @@ class _LiveSweep:
         if STEP_KEY not in result:
             return
         row = dict(result[STEP_KEY])
-        row["reward"] = row.pop("reward_mean", None)
         live.steps.append(row)
         self.recorder.steps(live.number, [row])
         self.emit(f"trial #{live.number} step {row['step']}")
@@ -314,9 +314,15 @@ def run_sweep(
     )
     try:
         spec = SweepSpec.model_validate(lease.sweep.spec)
+        memory_warning = check_trial_memory(spec, trust_remote_code=trust_remote_code)
+    except SweepsError as exc:
+        recorder.close()
+        return _outcome(lease, RunEnd.FAILED, str(exc), started)
     except Exception as exc:
         recorder.close()
         return _outcome(lease, RunEnd.FAILED, f"invalid spec: {exc}", started)
+    if memory_warning:
+        logger.warning("sweep %s: %s", lease.sweep_id, memory_warning)
     run = _LiveSweep(lease=lease, spec=spec, recorder=recorder, progress=progress)
     exported: dict[int, str] = {}
     try:

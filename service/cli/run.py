@@ -49,6 +49,7 @@ def run(
     from storage.exceptions import NotFoundError
     from sweeps._ray_mode import check_ray_address
     from sweeps.nightly import compare_sweeps, exit_code
+    from sweeps.preflight import check_spec
     from sweeps.results import load_report_data
     from sweeps.spec import SweepSpec
 
@@ -56,6 +57,13 @@ def run(
     with user_errors():
         check_ray_address(settings.ray_address)
         spec = SweepSpec.from_file(spec_file)
+        # Before the database, the report directory or Ray: a spec that can never run
+        # creates nothing.
+        check_spec(
+            spec,
+            trust_remote_code=settings.trust_remote_code,
+            local_devices=settings.ray_address is None,
+        )
         engine = init_database(settings.resolved_database_url)
     if compare_to not in ("last", "none"):
         with user_errors(), session_scope(engine, read_only=True) as session:
@@ -69,7 +77,7 @@ def run(
     comparison = None
     if compare_to != "none":
         with session_scope(engine, read_only=True) as session:
-            previous_id = compare_to
+            previous_id: str | None = compare_to
             if compare_to == "last":
                 previous = repository.latest_successful_sweep(
                     session, name=spec.name, exclude_id=result.outcome.sweep_id

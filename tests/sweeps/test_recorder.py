@@ -109,7 +109,7 @@ def test_a_full_buffer_makes_the_producer_wait_not_drop(sweep: tuple) -> None:
     now = datetime.now(UTC)
     recorder.trial_started(0, weights=(0.5, 0.5), alpha=0.5, seed_kind=None, started_at=now)
     for step in range(1, 41):
-        recorder.steps(0, [{"step": step, "reward": float(step)}])
+        recorder.steps(0, [{"step": step, "reward_mean": float(step)}])
     recorder.close()
     with session_scope(engine, read_only=True) as session:
         assert len(get_trial(session, sweep_id=sweep_id, number=0).steps) == 40
