@@ -235,6 +235,11 @@ class SweepLease:
         return self._state
 
     @property
+    def lost(self) -> bool:
+        """True once the sweep is another worker's (its status is no longer ours to write)."""
+        return self._state is LeaseState.LOST
+
+    @property
     def should_stop(self) -> bool:
         """True once the run must stop (shutdown, cancel request, lost claim)."""
         return self._state is not LeaseState.HELD

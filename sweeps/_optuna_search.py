@@ -96,7 +96,7 @@ def verdict_for(
     missing = [name for name, value in zip(objectives, values, strict=True) if value is None]
     if missing:
         return TrialVerdict(TrialState.FAIL, None, f"final metrics miss {', '.join(missing)}")
-    floats = [float(value) for value in values]
+    floats = [float(value) for value in values if value is not None]
     bad = [name for name, value in zip(objectives, floats, strict=True) if not math.isfinite(value)]
     if bad:
         return TrialVerdict(TrialState.FAIL, None, f"objective {', '.join(bad)} is not finite")
@@ -143,6 +143,7 @@ class BaiOptunaSearch(OptunaSearch):
     @property
     def study(self) -> optuna.Study:
         """The Optuna study trials are told to."""
+        assert self._ot_study is not None, "the searcher has no study yet"
         return self._ot_study
 
     def optuna_trial(self, trial_id: str) -> optuna.Trial | None:
@@ -204,7 +205,7 @@ class BaiOptunaSearch(OptunaSearch):
             retry_storage(lambda: ot_trial.set_user_attr("fail_reason", reason), "fail reason")
 
         def tell(values: list[float] | None, state: TrialState) -> None:
-            self._ot_study.tell(ot_trial, values, state=state, skip_if_finished=True)
+            self.study.tell(ot_trial, values, state=state, skip_if_finished=True)
 
         try:
             retry_storage(lambda: tell(verdict.values, verdict.state), "tell")

@@ -235,7 +235,7 @@ def decorate_trial(
         alpha=alpha,
         state=STATE_NAMES.get(verdict.state.name, "failed"),
         seed_kind=seed_kind,
-        steps=list(steps),
+        steps=[dict(step) for step in steps],
     )
     with tempfile.TemporaryDirectory(prefix="bai-sweep-curve-") as tmp:
         path = Path(tmp) / f"trial-{number}-curves.png"

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -309,9 +310,7 @@ def run_sweep(
     if lease.state in (LeaseState.RELEASED, LeaseState.FINISHED, LeaseState.LOST):
         raise SweepRunError(f"the lease of sweep {lease.sweep_id} is {lease.state.value}")
     data_dir = Path(data_dir).expanduser().resolve()
-    recorder = Recorder(
-        lease.engine, lease.sweep_id, may_write=lambda: lease.state is not LeaseState.LOST
-    )
+    recorder = Recorder(lease.engine, lease.sweep_id, may_write=lambda: not lease.lost)
     try:
         spec = SweepSpec.model_validate(lease.sweep.spec)
         memory_warning = check_trial_memory(spec, trust_remote_code=trust_remote_code)
@@ -347,7 +346,7 @@ def run_sweep(
         recorder.close()
     except RecorderError as exc:
         end, error = RunEnd.FAILED, f"results could not be stored: {exc}"
-    if lease.state is LeaseState.LOST:
+    if lease.lost:
         end, error = RunEnd.LOST, "another worker took the sweep over"
     return _outcome(lease, end, error, started, run=run, exported=exported)
 
@@ -417,9 +416,9 @@ def _interrupt_open_trials(run: _LiveSweep, study: SweepStudy) -> None:
     assert run.searcher is not None
     open_trials = run.searcher.open_trials()
     for trial in open_trials.values():
-        retry_storage(lambda t=trial: t.set_user_attr(INTERRUPTED_ATTR, True), "interrupt")
+        retry_storage(partial(trial.set_user_attr, INTERRUPTED_ATTR, True), "interrupt")
     for trial_id in run.searcher.finish_unfinished(TrialState.FAIL, STOPPED_RUN):
-        retry_storage(lambda t=open_trials[trial_id]: requeue(study.study, t), "re-enqueue")
+        retry_storage(partial(requeue, study.study, open_trials[trial_id]), "re-enqueue")
 
 
 def _stopped_end(lease: SweepLease) -> tuple[RunEnd, str | None] | None:
