@@ -1,9 +1,10 @@
 """The runner on a real 2-node Ray cluster and the real PostgreSQL: GPU packing, a DB outage.
 
 The cluster (a head with one logical GPU, ``--num-gpus 1``, and a CPU node) is started by the
-module and torn down after. Sweeps run in this process through :func:`run_sweep` on a lease,
-joining the cluster by its GCS address, with Optuna's RDB storage and our tables on
-PostgreSQL.
+module and torn down after. Each sweep is queued on PostgreSQL and run by ``bai-sweep worker
+--once`` joining the cluster by its GCS address (a process of its own: a test process that
+ran a local Ray before cannot join a cluster afterwards), with Optuna's RDB storage and our
+tables on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +24,6 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import (
-    RunEnd,
-    SweepLease,
     SweepStatus,
     create_sweep,
     get_front,
@@ -33,11 +33,10 @@ from storage import (
     list_trials,
     session_scope,
 )
-from sweeps.runner import run_sweep
 from sweeps.spec import SweepSpec
 from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
-from tests.sweeps.conftest import write_demo_spec
+from tests.sweeps.conftest import BAI_SWEEP, write_demo_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -48,17 +47,28 @@ OUTAGE_S = 60.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
     nodes = [{"num_cpus": 1, "num_gpus": 1}, {"num_cpus": 1}]
-    previous = {key: os.environ.get(key) for key in NO_TOKEN_AUTH}
-    os.environ.update(NO_TOKEN_AUTH)  # this process drives the sweeps
-    try:
-        with LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"), nodes=nodes) as running:
-            yield running
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"), nodes=nodes) as running:
+        yield running
+
+
+def _worker(cluster: LocalRayCluster, database_url: str, data_dir: Path) -> subprocess.Popen:
+    """``bai-sweep worker --once`` on the cluster (its output in ``data_dir/worker.log``)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        **NO_TOKEN_AUTH,
+        "BAI_SWEEP_DATABASE_URL": database_url,
+        "BAI_SWEEP_RAY_ADDRESS": cluster.address,
+        "BAI_SWEEP_DATA_DIR": str(data_dir),
+        "BAI_SWEEP_HEARTBEAT_INTERVAL": "1",
+    }
+    env.pop("RAY_ADDRESS", None)
+    log = (data_dir / "worker.log").open("w")
+    process = subprocess.Popen(
+        [BAI_SWEEP, "worker", "--once"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    return process
 
 
 @pytest.fixture
@@ -126,19 +136,21 @@ class CuttableProxy:
         self.listener.close()
 
 
-def _lease(url: str, spec: SweepSpec) -> SweepLease:
+def _queue(url: str, spec: SweepSpec) -> tuple[str, str]:
     engine = init_database(url)
     with session_scope(engine) as session:
         sweep = create_sweep(
             session, name=spec.name, spec=spec.to_json_dict(), n_trials=spec.search.n_trials
         )
-    lease = SweepLease.claim(engine, sweep_id=sweep.id, worker_id="test", heartbeat_interval=1.0)
-    assert lease is not None
-    return lease
+        return sweep.id, sweep.study_name
 
 
 def _study(url: str, study_name: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=url)
+
+
+def _steps_recorded(url: str, sweep_id: str) -> bool:
+    return any(trial.steps for trial in _trials(url, sweep_id))
 
 
 def _trials(url: str, sweep_id: str) -> list[Any]:
@@ -161,17 +173,17 @@ def test_gpu_fractions_pack_two_trials_on_one_gpu(
             resources={"cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "max_concurrent_trials": 2},
         )
     )
-    lease = _lease(postgres_url, spec)
-    with lease:
-        outcome = run_sweep(lease=lease, data_dir=tmp_path / "data", ray_address=cluster.address)
-        lease.settle(outcome.status, outcome.error)
-    assert outcome.status is RunEnd.SUCCEEDED, outcome
-    trials = _trials(postgres_url, lease.sweep_id)
+    sweep_id, study_name = _queue(postgres_url, spec)
+    worker = _worker(cluster, postgres_url, tmp_path / "data")
+    assert worker.wait(600) == 0, (tmp_path / "data" / "worker.log").read_text()[-3000:]
+    with session_scope(init_database(postgres_url), read_only=True) as session:
+        assert get_sweep(session, sweep_id=sweep_id).status is SweepStatus.SUCCEEDED
+    trials = _trials(postgres_url, sweep_id)
     # Only the head has a GPU: both half-GPU trials ran there, at the same time.
     assert len(trials) == 2 and len({t.node for t in trials}) == 1
     first, second = sorted(trials, key=lambda t: t.started_at)
     assert second.started_at < first.finished_at, "the two trials did not share the GPU"
-    study = _study(postgres_url, lease.sweep.study_name)
+    study = _study(postgres_url, study_name)
     assert [t.user_attrs["placement/gpu_ids"] for t in study.trials] == ["0", "0"]
 
 
@@ -186,49 +198,36 @@ def test_a_sweep_on_postgres_survives_a_60s_database_outage(
     upstream = make_url(postgres_url)
     proxy = CuttableProxy((upstream.host or "127.0.0.1", upstream.port or 5432))
     proxied = upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    lease = _lease(proxied, spec)
-    outcome: dict[str, Any] = {}
-    events: list[str] = []
-
-    def run() -> None:
-        with lease:
-            outcome["value"] = run_sweep(
-                lease=lease,
-                data_dir=tmp_path / "data",
-                ray_address=cluster.address,
-                progress=lambda p: events.append(p.event),
-            )
-            lease.settle(outcome["value"].status, outcome["value"].error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    sweep_id, study_name = _queue(postgres_url, spec)
+    log = tmp_path / "data" / "worker.log"
+    worker = _worker(cluster, proxied, tmp_path / "data")
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not any(" step " in e for e in events):
-            time.sleep(0.2)
-        assert any(" step " in e for e in events), events
+        while time.monotonic() < deadline and not _steps_recorded(postgres_url, sweep_id):
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert _steps_recorded(postgres_url, sweep_id), log.read_text()[-3000:]
         proxy.sever()  # mid-sweep: trials are running and streaming steps
         time.sleep(OUTAGE_S)
         proxy.restore()
-        thread.join(600)
-        assert not thread.is_alive()
+        assert worker.wait(600) == 0, log.read_text()[-3000:]
     finally:
-        proxy.restore()
-        thread.join(600)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
         proxy.close()
-    result = outcome["value"]
-    assert result.status is RunEnd.SUCCEEDED, result
+    assert "database unavailable" in log.read_text()  # the outage really happened
     with session_scope(init_database(postgres_url), read_only=True) as session:
-        assert get_sweep(session, sweep_id=lease.sweep_id).status is SweepStatus.SUCCEEDED
-        front = get_front(session, sweep_id=lease.sweep_id)
-    trials = _trials(postgres_url, lease.sweep_id)
+        assert get_sweep(session, sweep_id=sweep_id).status is SweepStatus.SUCCEEDED
+        front = get_front(session, sweep_id=sweep_id)
+    trials = _trials(postgres_url, sweep_id)
     assert [t.state.value for t in trials] == ["complete"] * 4
     for trial in trials:  # every step of every trial, the outage's included
         assert [s.step for s in trial.steps] == list(range(1, spec.probe.steps + 1))
         assert trial.node is not None
     assert front is not None and front.members and front.hypervolume > 0
     # Optuna's tell and our rows agree.
-    study = _study(postgres_url, lease.sweep.study_name)
+    study = _study(postgres_url, study_name)
     told = {t.number: t for t in study.trials}
     assert sorted(told) == [t.number for t in trials]
     for trial in trials:
