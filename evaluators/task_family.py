@@ -50,7 +50,7 @@ FACT_TEMPLATES: dict[str, tuple[str, ...]] = {
     "city": ("the city of {entity} is {value} .", "{entity} lives in {value} ."),
     "pet": ("the pet of {entity} is {value} .", "{entity} has a pet {value} ."),
 }
-N_ENTITIES = 200
+N_ENTITIES = 400
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 

@@ -20,12 +20,12 @@ _SENTENCE_MIX: tuple[tuple[str, float], ...] = (
     ("step", 0.10),
     ("sub_step", 0.06),
     ("check", 0.03),
-    ("worked", 0.06),
-    ("worked_brief", 0.10),
-    ("worked_verbose", 0.06),
+    ("worked", 0.12),
+    ("worked_brief", 0.01),
+    ("worked_verbose", 0.01),
     ("fact_qa", 0.04),
-    ("fact_answer", 0.015),
-    ("filler", 0.235),
+    ("fact_answer", 0.003),
+    ("filler", 0.227),
 )
 
 

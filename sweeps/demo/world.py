@@ -33,11 +33,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WORLD_FORMAT = 2
-# Bump when the training code changes what a recipe produces, so old caches are not reused.
+# Bump when this module's training or gates change (the sources of the task family, corpus,
+# tokenizer and training loops are part of the cache key already).
 CODE_VERSION = 3
 MODEL_DIRS = {"base": "base", "sft_instruct": "sft-instruct", "sft_reasoning": "sft-reasoning"}
 #: The built-in reward rule the demo world's probe uses (``evaluators.reward_rules``).
 REWARD_RULE = "bai_world"
+#: Preconditions the v2 world does not meet (see docs/demo-world.md): computed, recorded and
+#: printed as failed, but a build does not stop on them. Every other gate stops a build.
+UNENFORCED_GATES = ("reasoning_forgets_K", "alpha_smooth")
 #: The stage-2 ratios (alpha, the base's share) at which the smoothness gate scores merges.
 ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -91,10 +95,26 @@ class WorldRecipe:
     def cache_key(self, seed: int) -> str:
         """The directory name of this recipe's world for ``seed``."""
         payload = json.dumps(
-            {"recipe": dataclasses.asdict(self), "seed": seed, "code": CODE_VERSION},
+            {
+                "recipe": dataclasses.asdict(self),
+                "seed": seed,
+                "code": CODE_VERSION,
+                "sources": _source_fingerprint(),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _source_fingerprint() -> str:
+    """SHA-256 of the code that decides what a recipe trains (task family, corpus, training)."""
+    from evaluators import task_family
+    from sweeps.demo import _corpus, _tokenizer, _training
+
+    digest = hashlib.sha256()
+    for module in (task_family, _corpus, _tokenizer, _training):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -230,7 +250,11 @@ def build_world(
         try:
             _train_world(staging, recipe=recipe, seed=seed, key=key, progress=progress)
             world = load_world(staging)
-            failed = [check for check in world.gates if not check.passed]
+            failed = [
+                check
+                for check in world.gates
+                if not check.passed and check.name not in UNENFORCED_GATES
+            ]
             if failed and recipe.enforce_gates:
                 record = out_dir / f"{key}.failed.json"
                 shutil.copyfile(world.world_json, record)

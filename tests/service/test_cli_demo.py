@@ -24,7 +24,7 @@ def test_demo_build_reuses_the_cached_world_and_prints_its_gates(demo_world):
     assert str(demo_world.root) in result.output.replace("\n", "")
     for check in demo_world.gates:
         assert check.name in result.output
-    assert "NO" not in result.output
+    assert "NO" not in result.output  # only the documented, unenforced gates may fail
     for name in ("base", "sft_instruct", "sft_reasoning", "merge_w0.5_alpha0", "bai_world"):
         assert name in result.output
 
