@@ -1,11 +1,12 @@
-# The two commands of the README: `make demo` (the main job) and `make test` (the suite).
-# Both create the virtual environment on first use, with the tested pins of constraints.txt.
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite);
+# `make lint` and `make typecheck` are what CI runs before the suite (.ci/run).
+# Each creates the virtual environment on first use, with the tested pins of constraints.txt.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install
+.PHONY: demo test lint typecheck install
 
 install: $(STAMP)
 
@@ -25,3 +26,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy

@@ -5,8 +5,11 @@ probe steps for every trial, a Pareto front per sweep, a few sweeps still runnin
 latest steps), starts ``uvicorn`` on loopback in a subprocess, then runs N concurrent clients
 (default 32, httpx async, keep-alive) for D seconds (default 20), each looping over random
 sweeps and alternating ``GET /sweeps/{id}`` and ``GET /sweeps/{id}/pareto``. Reports p50 / p99
-/ max latency per endpoint and the throughput; the target is p99 < 100 ms on both databases.
-Each database is measured without the API's read cache and with its default 1 s TTL.
+/ max latency per endpoint, the throughput and the server's CPU time per request; the target is
+p99 < 100 ms on both databases without the API's read cache (the exit status says whether it
+was met). Each database is measured without the read cache and with its default 1 s TTL.
+Latency under a closed loop of 32 clients is mostly queueing for the server's core: on a shared
+machine read the CPU time per request and the load average printed beside it.
 
     .venv/bin/python benchmarks/api_load.py                   # SQLite and PostgreSQL
     .venv/bin/python benchmarks/api_load.py --db sqlite --duration 5
@@ -39,8 +42,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.settings import Settings  # noqa: E402 - after the path set-up
-from storage import (  # noqa: E402
+from storage import (  # noqa: E402 - after the path set-up
     SweepStatus,
     TrialState,
     create_sweep,
@@ -106,7 +108,7 @@ def seed(url: str, *, n_sweeps: int, n_trials: int, n_steps: int, seed: int = 0)
                         {
                             "step": step,
                             "length_mean": 40 + rng.gauss(0, 5),
-                            "reward": rng.random(),
+                            "reward_mean": rng.random(),
                             "kl": rng.random() / 10,
                             "entropy": 2.0,
                         }
@@ -349,9 +351,9 @@ def main() -> int:
                 results += bench("postgresql", url, args, data_dir)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    # The verdict is on the service's defaults; the other TTLs are reported for comparison.
-    default_ttl = Settings.model_fields["read_cache_ttl"].default
-    judged = [r for r in results if r["read_cache_ttl_s"] == default_ttl] or results
+    # The target holds without the read cache (the database path itself must be fast); the
+    # cached runs are reported for comparison.
+    judged = [r for r in results if r["read_cache_ttl_s"] == 0] or results
     return 0 if all(r["target_met"] and not r["errors"] for r in judged) else 1
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evaluators.exceptions import EvaluatorError
+from evaluators.placement import Precision
 from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, DEFAULT_WINDOW
 
 
@@ -20,16 +21,18 @@ class ProbeConfig(BaseModel):
 
     backend: str = "trl-ppo"
     """Name of the probe backend (see ``evaluators.backends``)."""
-    steps: int = Field(30, ge=1)
+    steps: int = Field(30, ge=1, le=100_000)
     """Number of RL updates (one rollout batch each)."""
-    batch_size: int = Field(8, ge=2)
+    batch_size: int = Field(8, ge=2, le=65_536)
     """Prompts per rollout batch."""
-    mini_batches: int = Field(1, ge=1)
+    mini_batches: int = Field(1, ge=1, le=65_536)
     """Mini-batches each rollout batch is split into for the PPO updates."""
-    ppo_epochs: int = Field(1, ge=1)
+    ppo_epochs: int = Field(1, ge=1, le=1000)
     """Passes over each rollout batch."""
-    response_length: int = Field(128, ge=1)
-    """Maximum new tokens per response; a response without EOS is cut here (truncated)."""
+    response_length: int = Field(64, ge=1, le=1_048_576)
+    """Maximum new tokens per response; a response without EOS is cut here (truncated). The
+    longest prompt plus this must fit the actor's positions (the pre-flight checks it); the
+    default fits the demo world (128 positions)."""
     temperature: float = Field(0.7, gt=0)
     """Sampling temperature of the rollouts."""
     kl_coef: float = Field(0.05, ge=0)
@@ -46,14 +49,18 @@ class ProbeConfig(BaseModel):
     """Initialise the value model from the reward model or from the actor's backbone with a
     fresh scalar head; ``auto`` uses the reward model when there is one."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA with bf16 when available, CPU float32 otherwise."""
+    """``auto``: CUDA when available, else the CPU."""
+    precision: Precision = "auto"
+    """Trained models keep float32 master weights; ``auto`` autocasts to bf16 on a GPU that
+    supports it, ``bf16`` autocasts on any device, ``fp32`` never (see
+    ``evaluators.placement``)."""
     gradient_checkpointing: bool = False
     """Trade compute for memory on large actors."""
     early_stop: bool = True
     """Stop as soon as a collapse is certain (the result is then flagged partial)."""
     collapse_threshold: float = Field(DEFAULT_COLLAPSE_THRESHOLD, gt=0, le=1)
     """Length retention below which the probe counts as collapsed."""
-    stability_window: int = Field(DEFAULT_WINDOW, ge=1)
+    stability_window: int = Field(DEFAULT_WINDOW, ge=1, le=100_000)
     """Rolling-mean window of the stability metrics, in steps."""
     kl_budget: float = Field(DEFAULT_KL_BUDGET, gt=0)
     """KL above which the stability score is scaled down."""

@@ -37,6 +37,7 @@ from evaluators.exceptions import (
     TaskDataUnavailableError,
     UnknownTaskError,
 )
+from evaluators.prompting import PromptSettings, resolve_prompt_format
 from evaluators.tasks import DEFAULT_REPORT, DEFAULT_SELECTION, SHIPPED_TASKS, TASKS_DIR
 
 if TYPE_CHECKING:
@@ -60,11 +61,17 @@ __all__ = [
     "result_from_lm_eval",
 ]
 
-# Offline before lm-eval (imported lazily, in the functions below) imports `datasets`.
-force_offline()
-# Bootstrapped standard errors run in this process: a process pool per metric inside a Ray
-# trial costs more than it saves (lm-eval reads this variable at call time).
-os.environ.setdefault("DISABLE_MULTIPROC", "1")
+
+def _prepare_environment() -> None:
+    """Set the environment lm-eval needs, at use (importing this module changes nothing).
+
+    Offline before lm-eval (imported lazily, in the functions below) imports ``datasets``.
+    Bootstrapped standard errors run in this process: a process pool per metric inside a Ray
+    trial costs more than it saves (lm-eval reads this variable at call time).
+    """
+    force_offline()
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")
+
 
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
@@ -103,12 +110,14 @@ class BenchmarkConfig(BaseModel):
     selection: tuple[TaskRef, ...] = Field(
         default_factory=lambda: _default_refs(DEFAULT_SELECTION),
         min_length=1,
+        max_length=64,
         validation_alias=AliasChoices("selection", "tasks"),
         description="Tasks that drive the search; `benchmark` is their weighted mean "
         "(also accepted as `tasks`).",
     )
     report: tuple[TaskRef, ...] = Field(
         default_factory=lambda: _default_refs(DEFAULT_REPORT),
+        max_length=64,
         description="Held-out tasks: scored and reported, never part of `benchmark`.",
     )
     allow_overlap: bool = Field(
@@ -116,11 +125,11 @@ class BenchmarkConfig(BaseModel):
         description="Allow a task in both selection and report (it is then not held out).",
     )
     limit: int | None = Field(
-        default=None, ge=1, description="Score at most this many documents per task."
+        default=None, ge=1, le=10_000_000, description="Score at most this many documents per task."
     )
-    batch_size: int = Field(default=32, ge=1, description="Requests per forward pass.")
+    batch_size: int = Field(default=32, ge=1, le=65_536, description="Requests per forward pass.")
     include_path: tuple[Path, ...] = Field(
-        default=(), description="Directories of user lm-eval task YAMLs."
+        default=(), max_length=16, description="Directories of user lm-eval task YAMLs."
     )
     device: str | None = Field(
         default=None, description="`cpu`, `cuda`, `cuda:N` or `mps`; default: CUDA if available."
@@ -207,6 +216,9 @@ class BenchmarkResult(BaseModel):
     benchmark: float = Field(description="Weighted mean score of the selection tasks.")
     wall_time_s: float = Field(description="Wall-clock seconds of the call that scored it.")
     limit: int | None = Field(description="Documents per task cap used, if any.")
+    prompt_format: Literal["chat", "raw"] = Field(
+        default="raw", description="`chat` when the requests went through the chat template."
+    )
 
     @property
     def selection_scores(self) -> dict[str, float]:
@@ -506,10 +518,18 @@ class BenchmarkRunner:
         UnknownTaskError, MalformedTaskError, TaskDataUnavailableError, BenchmarkConfigError.
     """
 
-    def __init__(self, config: BenchmarkConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self,
+        config: BenchmarkConfig,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: PromptSettings | None = None,
+    ) -> None:
         started = time.perf_counter()
+        _prepare_environment()
         self.config = config
         self.tokenizer = tokenizer
+        self.prompt = prompt or PromptSettings()
+        self.prompt_format = resolve_prompt_format(tokenizer, self.prompt)
         self.device = resolve_device(config.device)
         with tempfile.TemporaryDirectory(prefix="bai-sweep-tasks-") as tmp:
             rendered = Path(tmp)
@@ -583,6 +603,11 @@ class BenchmarkRunner:
                     bootstrap_iters=self.config.bootstrap_iters,
                     log_samples=False,
                     gen_kwargs=gen_kwargs,
+                    # Chat format: every request is the tokenizer's template, few-shot examples
+                    # as earlier user/assistant turns, the system prompt first.
+                    apply_chat_template=self.prompt_format == "chat",
+                    fewshot_as_multiturn=self.prompt_format == "chat",
+                    system_instruction=self.prompt.system,
                     random_seed=seed,
                     numpy_random_seed=seed,
                     torch_random_seed=seed,
@@ -592,18 +617,22 @@ class BenchmarkRunner:
             hf_model.train(was_training)
         if raw is None:
             raise BenchmarkConfigError("lm-eval returned no results (not the main process)")
-        return result_from_lm_eval(raw, self.config, wall_time_s=time.perf_counter() - started)
+        result = result_from_lm_eval(raw, self.config, wall_time_s=time.perf_counter() - started)
+        return result.model_copy(update={"prompt_format": self.prompt_format})
 
 
 def evaluate_benchmarks(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: BenchmarkConfig
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: BenchmarkConfig,
+    prompt: PromptSettings | None = None,
 ) -> BenchmarkResult:
     """Score an in-memory ``model`` on the configured tasks (loads the tasks, then scores).
 
     To score many models with the same config, build one :class:`BenchmarkRunner` instead.
     """
     started = time.perf_counter()
-    result = BenchmarkRunner(config, tokenizer).score(model)
+    result = BenchmarkRunner(config, tokenizer, prompt).score(model)
     return result.model_copy(update={"wall_time_s": time.perf_counter() - started})
 
 
@@ -615,6 +644,7 @@ def load_checkpoint(
     Raises:
         ModelLoadError: nothing loadable at ``path``.
     """
+    _prepare_environment()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

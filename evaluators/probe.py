@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +26,7 @@ from evaluators._probe_types import (
 )
 from evaluators.backends import ProbeStop, get_backend
 from evaluators.exceptions import EvaluatorError
+from evaluators.prompting import PromptSettings, resolve_prompt_format
 from evaluators.stability import StabilityMetrics, length_retention, stability_from_steps
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class ProbeResult(BaseModel):
     responses: list[ProbeResponse]
     """Recorded rollout responses (all of them unless ``config.responses_per_step`` is set)."""
     elapsed_seconds: float
+    prompt_format: Literal["chat", "raw"] = "raw"
+    """The format the prompts were presented in (``auto`` resolved for the tokenizer)."""
+    system_prompt: str | None = None
 
     def curve(self, field: str) -> list[float]:
         """The per-step values of one :class:`StepMetrics` field, e.g. ``"length_mean"``."""
@@ -139,6 +143,7 @@ def run_probe(
     config: ProbeConfig | None = None,
     on_step: Callable[[StepMetrics], None] | None = None,
     *,
+    prompt: PromptSettings | None = None,
     trust_remote_code: bool = False,
 ) -> ProbeResult:
     """Run a short RLHF probe on ``actor`` and score its stability.
@@ -157,6 +162,8 @@ def run_probe(
         config: Probe settings (default :class:`ProbeConfig`).
         on_step: Called with each update's metrics as soon as it is measured; an exception it
             raises aborts the probe and propagates.
+        prompt: The prompt format (default ``auto``: the chat template when the tokenizer has
+            one); the reward model scores the same templated token ids.
         trust_remote_code: Passed to ``from_pretrained`` when ``reward`` is a path.
 
     Returns:
@@ -165,6 +172,7 @@ def run_probe(
     Raises:
         ProbeDivergedError: Training became NaN/inf; ``error.result`` holds the steps so far.
         InvalidProbeInputError: Unusable prompts, tokenizer or settings.
+        evaluators.prompting.PromptFormatError: A chat format without a chat template.
         evaluators.rewards.InvalidRewardError: Unusable reward.
     """
     config = config or ProbeConfig()
@@ -173,6 +181,8 @@ def run_probe(
         raise InvalidProbeInputError(
             f"{len(texts)} prompts is fewer than one batch (batch_size={config.batch_size})"
         )
+    prompt = prompt or PromptSettings()
+    prompt_format = resolve_prompt_format(tokenizer, prompt)
     backend = get_backend(config.backend)
     resolved_reward = _resolve_reward(reward, trust_remote_code)
     steps: list[StepMetrics] = []
@@ -210,6 +220,7 @@ def run_probe(
             prompts=texts,
             config=config,
             emit=emit,
+            prompt=prompt,
         )
     except ProbeStop as stop:
         reason, detail = stop.reason, stop.detail
@@ -235,6 +246,8 @@ def run_probe(
         detail=detail,
         responses=responses,
         elapsed_seconds=time.perf_counter() - started,
+        prompt_format=prompt_format,
+        system_prompt=prompt.system,
     )
     if reason is StopReason.DIVERGED:
         raise ProbeDivergedError(result)

@@ -6,6 +6,10 @@ and then ``model.score`` on the last hidden states, and reads the score at each 
 token. A reward model must therefore be a sequence-classification model with a ``score`` head and
 one label; a rule-based reward is wrapped in :class:`RuleRewardModel`, a small module with the
 same interface.
+
+The reward model reads the very token ids the actor produced: the prompt in the sweep's prompt
+format (chat template or raw, :mod:`evaluators.prompting`) followed by the response, so it must
+share the actor's vocabulary (:func:`check_reward_vocabulary`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "RewardFunction",
     "RuleRewardModel",
     "check_reward_model",
+    "check_reward_vocabulary",
     "load_reward_model",
 ]
 
@@ -52,6 +57,21 @@ def check_reward_model(model: nn.Module) -> nn.Module:
     if num_labels != 1:
         raise InvalidRewardError(f"reward model must have num_labels=1, got {num_labels}")
     return model
+
+
+def check_reward_vocabulary(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse a reward model that cannot read every token id the actor may generate.
+
+    PPO hands the reward model the actor's own token ids (the prompt in the sweep's format, then
+    the response), so the two must share one vocabulary: an actor whose vocabulary was extended
+    (``tokenizer_source: union``) needs a reward model with at least as many embedding rows.
+    """
+    rows = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise InvalidRewardError(
+            f"the actor's tokenizer has {len(tokenizer)} tokens but the reward model only "
+            f"{rows} embedding rows: give a reward model that shares the actor's vocabulary"
+        )
 
 
 def load_reward_model(

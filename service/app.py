@@ -6,6 +6,7 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI
 
+from service.auth import RequestGuard
 from service.cache import ResponseCache
 from service.errors import install_error_handlers
 from service.routes import health, reports, sweeps
@@ -53,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(reports.router)
     app.include_router(health.router)
+    app.add_middleware(RequestGuard, settings=settings)
     return app

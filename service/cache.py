@@ -22,6 +22,11 @@ import anyio.to_thread
 
 #: Entries kept at most (least recently used dropped first).
 MAX_ENTRIES = 4096
+#: Renders running at once. A render is mostly Python under the GIL: dozens of concurrent
+#: renders in anyio's default pool of 40 threads only take turns on the GIL and stretch every
+#: request's latency, while a short queue serves them in order; two keep one rendering while
+#: the other waits on the database.
+RENDER_THREADS = 2
 
 #: ``(kind, sweep_id)``, e.g. ``("pareto", "3f9c2a7b1d04")``.
 CacheKey = tuple[str, str]
@@ -54,6 +59,7 @@ class ResponseCache:
         self._renders: dict[CacheKey, _Render] = {}
         self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(RENDER_THREADS)
 
     def _lookup(self, key: CacheKey) -> tuple[bytes | None, bool]:
         """``(body, fresh)`` of the entry for ``key`` (``(None, False)`` without one)."""
@@ -77,7 +83,7 @@ class ResponseCache:
         """The body for ``key``: cached if fresh, else ``render()`` run in a worker thread
         (errors propagate and are not cached)."""
         if self.ttl <= 0:
-            return await anyio.to_thread.run_sync(render)
+            return await anyio.to_thread.run_sync(render, limiter=self._limiter)
         body, fresh = self._lookup(key)
         if fresh and body is not None:
             return body
@@ -88,13 +94,14 @@ class ResponseCache:
             await pending.done.wait()
             if pending.body is not None:
                 return pending.body
-            return await anyio.to_thread.run_sync(render)  # the render failed: fail likewise
+            # The render failed: fail likewise.
+            return await anyio.to_thread.run_sync(render, limiter=self._limiter)
         pending = self._renders[key] = _Render()
         try:
             with self._lock:
                 generation = self._generations.get(key[1], 0)
             rendered_at = self._clock()
-            pending.body = await anyio.to_thread.run_sync(render)
+            pending.body = await anyio.to_thread.run_sync(render, limiter=self._limiter)
             self._store(key, pending.body, rendered_at, generation)
             return pending.body
         finally:

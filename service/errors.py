@@ -59,7 +59,7 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
     """One readable line from pydantic's error list: ``where: message; ...``."""
     messages = []
     for error in errors:
-        loc = error.get("loc") or ()
+        loc: tuple[Any, ...] = tuple(error.get("loc") or ())
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", message)

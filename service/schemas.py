@@ -1,5 +1,10 @@
 """Request and response bodies of the REST API (the request body of ``POST /sweeps`` is
-:class:`sweeps.spec.SweepSpec` itself)."""
+:class:`sweeps.spec.SweepSpec` itself).
+
+Bodies are read straight from the storage objects with ``model_validate(obj,
+from_attributes=True)``: a field's name is the attribute's name, so the names of the stored
+sweep, trial and step (the probe's ``StepMetrics`` vocabulary) are the names of the API.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.models import STEP_METRICS, SeedKind, Sweep, SweepStatus, Trial, TrialState, TrialStep
-from storage.repository import (
-    Front,
-    FrontMember,
-    Page,
-    RunningTrialProgress,
-    SweepSummary,
-)
+from storage.models import SeedKind, SweepStatus, TrialState
+from storage.repository import Front, SweepSummary
 
 _CREATED = "2026-11-23T10:00:00Z"
 
@@ -61,7 +60,11 @@ class SweepCreated(BaseModel):
     status: SweepStatus
 
 
-class SweepItem(BaseModel):
+class _FromAttributes(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SweepItem(_FromAttributes):
     """One sweep in a listing."""
 
     id: str
@@ -72,21 +75,8 @@ class SweepItem(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, sweep: Sweep) -> SweepItem:
-        """From a stored sweep."""
-        return cls(
-            id=sweep.id,
-            name=sweep.name,
-            status=sweep.status,
-            n_trials=sweep.n_trials,
-            created_at=sweep.created_at,
-            started_at=sweep.started_at,
-            finished_at=sweep.finished_at,
-        )
 
-
-class SweepPage(BaseModel):
+class SweepPage(_FromAttributes):
     """A page of sweeps, newest first."""
 
     items: list[SweepItem]
@@ -94,21 +84,13 @@ class SweepPage(BaseModel):
     offset: int
     limit: int
 
-    @classmethod
-    def of(cls, page: Page[Sweep]) -> SweepPage:
-        """From a repository page."""
-        return cls(
-            items=[SweepItem.of(sweep) for sweep in page.items],
-            total=page.total,
-            offset=page.offset,
-            limit=page.limit,
-        )
 
-
-class StepMetrics(BaseModel):
-    """The probe's metrics at one PPO update."""
+class StepMetrics(_FromAttributes):
+    """The probe's metrics at one PPO update, named as ``evaluators.StepMetrics`` (null where
+    a value was not finite); the probe's other fields are in ``extra``."""
 
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -118,16 +100,16 @@ class StepMetrics(BaseModel):
                     "length_p50": 40.0,
                     "length_p90": 63.0,
                     "truncated_fraction": 0.0,
-                    "reward": 0.62,
+                    "reward_mean": 0.62,
                     "kl": 0.013,
                     "entropy": 1.9,
                     "eos_rate": 1.0,
                     "policy_loss": -0.02,
                     "value_loss": 0.11,
-                    "extra": None,
+                    "extra": {"token_entropy": 0.05},
                 }
             ]
-        }
+        },
     )
 
     step: int
@@ -136,19 +118,13 @@ class StepMetrics(BaseModel):
     length_p50: float | None = None
     length_p90: float | None = None
     truncated_fraction: float | None = None
-    reward: float | None = None
+    reward_mean: float | None = None
     kl: float | None = None
     entropy: float | None = None
     eos_rate: float | None = None
     policy_loss: float | None = None
     value_loss: float | None = None
     extra: dict[str, Any] | None = Field(default=None, description="Other logged metrics.")
-
-    @classmethod
-    def of(cls, step: TrialStep) -> StepMetrics:
-        """From a stored step."""
-        values = {name: getattr(step, name) for name in STEP_METRICS}
-        return cls(step=step.step, extra=step.extra, **values)
 
 
 class Progress(BaseModel):
@@ -162,7 +138,7 @@ class Progress(BaseModel):
     finished: int = Field(description="completed + failed + pruned.")
 
 
-class RunningTrial(BaseModel):
+class RunningTrial(_FromAttributes):
     """A running trial and its most recent probe step."""
 
     number: int
@@ -170,18 +146,6 @@ class RunningTrial(BaseModel):
     alpha: float
     started_at: datetime | None
     latest_step: StepMetrics | None
-
-    @classmethod
-    def of(cls, running: RunningTrialProgress) -> RunningTrial:
-        """From the repository's progress record."""
-        step = running.latest_step
-        return cls(
-            number=running.number,
-            weights=running.weights,
-            alpha=running.alpha,
-            started_at=running.started_at,
-            latest_step=None if step is None else StepMetrics.of(step),
-        )
 
 
 class Objective(BaseModel):
@@ -241,7 +205,11 @@ class SweepDetail(SweepItem):
                             "weights": [0.5, 0.5],
                             "alpha": 0.35,
                             "started_at": "2026-11-23T10:30:00Z",
-                            "latest_step": {"step": 12, "length_mean": 41.5, "reward": 0.62},
+                            "latest_step": {
+                                "step": 12,
+                                "length_mean": 41.5,
+                                "reward_mean": 0.62,
+                            },
                         }
                     ],
                     "spec": SWEEP_SPEC_EXAMPLE,
@@ -261,34 +229,28 @@ class SweepDetail(SweepItem):
 
     @classmethod
     def of(cls, summary: SweepSummary) -> SweepDetail:
-        """From the repository's summary."""
-        sweep, counts = summary.sweep, summary.trial_counts
-        front = summary.front
-        return cls(
-            **SweepItem.of(sweep).model_dump(),
+        """From the repository's summary: the sweep's own columns by attribute, plus what the
+        summary adds (objectives, progress, front size, running trials)."""
+        sweep, counts, front = summary.sweep, summary.trial_counts, summary.front
+        detail = SweepItem.model_validate(sweep).model_dump()
+        detail.update(
             error=sweep.error,
             cancel_requested=sweep.cancel_requested,
             attempts=sweep.attempts,
-            objectives=_objectives(sweep.spec),
-            progress=Progress(
-                total=sweep.n_trials,
-                completed=counts[TrialState.COMPLETE],
-                failed=counts[TrialState.FAILED],
-                pruned=counts[TrialState.PRUNED],
-                running=counts[TrialState.RUNNING],
-                finished=summary.n_finished,
-            ),
-            front=None
-            if front is None
-            else FrontSummary(
-                size=len(front.members),
-                hypervolume=front.hypervolume,
-                revision=front.revision,
-                updated_at=front.updated_at,
-            ),
-            running_trials=[RunningTrial.of(running) for running in summary.running],
             spec=sweep.spec,
+            objectives=_objectives(sweep.spec),
+            progress={
+                "total": sweep.n_trials,
+                "completed": counts[TrialState.COMPLETE],
+                "failed": counts[TrialState.FAILED],
+                "pruned": counts[TrialState.PRUNED],
+                "running": counts[TrialState.RUNNING],
+                "finished": summary.n_finished,
+            },
+            front=None if front is None else {"size": len(front.members), **vars(front)},
+            running_trials=summary.running,
         )
+        return cls.model_validate(detail, from_attributes=True)
 
 
 def _objectives(spec: dict[str, Any]) -> list[Objective]:
@@ -302,7 +264,7 @@ def _objectives(spec: dict[str, Any]) -> list[Objective]:
     return objectives
 
 
-class TrialItem(BaseModel):
+class TrialItem(_FromAttributes):
     """One trial: its merge ratios, state and objective values."""
 
     number: int
@@ -316,40 +278,14 @@ class TrialItem(BaseModel):
     finished_at: datetime | None
     duration_s: float | None
 
-    @classmethod
-    def of(cls, trial: Trial) -> TrialItem:
-        """From a stored trial."""
-        return cls(
-            number=trial.number,
-            state=trial.state,
-            weights=list(trial.weights),
-            alpha=trial.alpha,
-            seed_kind=trial.seed_kind,
-            objectives=trial.objectives,
-            error=trial.error,
-            started_at=trial.started_at,
-            finished_at=trial.finished_at,
-            duration_s=trial.duration_s,
-        )
 
-
-class TrialPage(BaseModel):
+class TrialPage(_FromAttributes):
     """A page of a sweep's trials, by number."""
 
     items: list[TrialItem]
     total: int
     offset: int
     limit: int
-
-    @classmethod
-    def of(cls, page: Page[Trial]) -> TrialPage:
-        """From a repository page."""
-        return cls(
-            items=[TrialItem.of(trial) for trial in page.items],
-            total=page.total,
-            offset=page.offset,
-            limit=page.limit,
-        )
 
 
 class TrialDetail(TrialItem):
@@ -363,19 +299,8 @@ class TrialDetail(TrialItem):
     benchmarks: dict[str, Any] | None = Field(description="Benchmark metrics per task.")
     steps: list[StepMetrics] = Field(description="Per-step probe metrics (the curves).")
 
-    @classmethod
-    def of(cls, trial: Trial) -> TrialDetail:  # type: ignore[override]
-        """From a stored trial with its steps loaded."""
-        return cls(
-            **TrialItem.of(trial).model_dump(),
-            params=trial.params,
-            stability=trial.stability,
-            benchmarks=trial.benchmarks,
-            steps=[StepMetrics.of(step) for step in trial.steps],
-        )
 
-
-class ParetoMember(BaseModel):
+class ParetoMember(_FromAttributes):
     """One trial on the Pareto front."""
 
     position: int
@@ -384,18 +309,6 @@ class ParetoMember(BaseModel):
     alpha: float
     objectives: dict[str, Any] | None
     seed_kind: SeedKind | None
-
-    @classmethod
-    def of(cls, member: FrontMember) -> ParetoMember:
-        """From the repository's front member."""
-        return cls(
-            position=member.position,
-            trial_number=member.trial_number,
-            weights=member.weights,
-            alpha=member.alpha,
-            objectives=member.objectives,
-            seed_kind=member.seed_kind,
-        )
 
 
 class ParetoFrontBody(BaseModel):
@@ -438,14 +351,17 @@ class ParetoFrontBody(BaseModel):
     members: list[ParetoMember]
 
     @classmethod
-    def of(cls, sweep: Sweep, front: Front | None) -> ParetoFrontBody:
-        """From a stored sweep and its front (``None`` before the first trial finished)."""
-        return cls(
-            sweep_id=sweep.id,
-            objectives=_objectives(sweep.spec),
-            hypervolume=None if front is None else front.hypervolume,
-            reference_point=None if front is None else front.reference_point,
-            revision=0 if front is None else front.revision,
-            updated_at=None if front is None else front.updated_at,
-            members=[] if front is None else [ParetoMember.of(m) for m in front.members],
-        )
+    def of(cls, sweep_id: str, spec: dict[str, Any], front: Front | None) -> ParetoFrontBody:
+        """From a stored sweep's spec and its front (``None`` before the first trial finished)."""
+        if front is None:
+            return cls(
+                sweep_id=sweep_id,
+                objectives=_objectives(spec),
+                hypervolume=None,
+                reference_point=None,
+                revision=0,
+                updated_at=None,
+                members=[],
+            )
+        body = {**vars(front), "objectives": _objectives(spec)}
+        return cls.model_validate(body, from_attributes=True)

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     read_token_required: bool = Field(
         default=False, description="Require the bearer token for read endpoints too."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (bytes); larger bodies get 413 while they "
+        "stream in, before they are read whole.",
+    )
     read_cache_ttl: float = Field(
         default=1.0,
         ge=0,

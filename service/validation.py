@@ -2,25 +2,19 @@
 
 The schema itself is checked by pydantic (``SweepSpec``). Here: every path in the spec exists
 and lies under one of the configured model roots *after* resolving symlinks and ``..`` (so
-neither can escape a root), the checkpoints are merge-compatible (the merge engine's
-header-only pre-flight: configs and safetensors headers, no tensor loads), and the benchmark
-task names are known. The queued spec holds the resolved absolute paths, so the worker reads
-exactly what was checked.
+neither can escape a root); then the pre-flight every entry point shares
+(:func:`sweeps.preflight.check_spec`: checkpoints, shard indexes, tokenizer, reward head,
+prompts against the actor's positions, devices, task files and names). The queued spec holds
+the resolved absolute paths, so the worker reads exactly what was checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from evaluators.benchmarks import BenchmarkConfig
-from evaluators.exceptions import UnknownTaskError
-from evaluators.tasks import SHIPPED_TASKS
 from sweeps.exceptions import SweepsError
-from sweeps.merge import preflight
+from sweeps.preflight import check_spec
 from sweeps.spec import SweepSpec
 
 
@@ -67,62 +61,24 @@ def _require_file(path: Path, value: str, field: str) -> None:
         raise PathNotAllowedError(f"{field}: {value!r} is not a file")
 
 
-class _TaskYamlLoader(yaml.SafeLoader):
-    """Reads lm-eval task YAMLs without running their ``!function`` tags."""
-
-
-def _ignore_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> None:
-    return None
-
-
-_TaskYamlLoader.add_multi_constructor("!", _ignore_tag)
-
-
-def _defined_task_names(include_paths: Iterable[Path]) -> set[str]:
-    names: set[str] = set()
-    for root in include_paths:
-        for path in sorted(root.glob("**/*.yaml")):
-            try:
-                config: Any = yaml.load(path.read_text(encoding="utf-8"), _TaskYamlLoader)
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                continue  # the benchmark runner reports malformed task files in detail
-            if isinstance(config, dict):
-                for key in ("task", "group"):
-                    if isinstance(config.get(key), str):
-                        names.add(config[key])
-    return names
-
-
-def check_task_names(config: BenchmarkConfig, include_paths: Sequence[Path]) -> None:
-    """Require every benchmark task to be shipped or defined under ``include_paths``.
-
-    lm-eval's built-in tasks are not accepted here: indexing them takes seconds (too slow for
-    a request) and they only run when their data is already cached on the worker; run those
-    sweeps with ``bai-sweep run``.
-
-    Raises:
-        UnknownTaskError: naming the unknown tasks and the known ones.
-    """
-    known = set(SHIPPED_TASKS) | _defined_task_names(include_paths)
-    unknown = [name for name in config.task_names if name not in known]
-    if unknown:
-        raise UnknownTaskError(
-            f"unknown benchmark task(s): {', '.join(unknown)}; the service accepts the shipped "
-            f"tasks and tasks defined under benchmarks.include_path: {', '.join(sorted(known))}"
-        )
-
-
-def validate_spec(spec: SweepSpec, roots: Sequence[Path]) -> SweepSpec:
+def validate_spec(
+    spec: SweepSpec,
+    roots: Sequence[Path],
+    *,
+    trust_remote_code: bool = False,
+    local_devices: bool = True,
+) -> SweepSpec:
     """Check what the schema cannot and return the spec with resolved absolute paths.
 
     Args:
         spec: A schema-valid spec (e.g. a REST body).
         roots: Absolute, resolved model roots (``Settings.resolved_model_roots``).
+        trust_remote_code: Allow task YAMLs that run Python.
+        local_devices: Trials run on this machine (no Ray cluster configured).
 
     Raises:
         PathNotAllowedError: a path is outside the roots, missing or of the wrong kind.
-        SweepsError: (subclasses of) the checkpoints cannot be merged.
-        UnknownTaskError: an unknown benchmark task.
+        sweeps.preflight.PreflightError: the sweep could never run (the message says why).
     """
     models = spec.models
     base = resolve_under_roots(models.base, roots, field="models.base")
@@ -139,12 +95,11 @@ def validate_spec(spec: SweepSpec, roots: Sequence[Path]) -> SweepSpec:
     prompts = resolve_under_roots(models.prompts, roots, field="models.prompts")
     _require_file(prompts, models.prompts, "models.prompts")
     include_paths = []
-    for index, value in enumerate(spec.benchmarks.include_path):
-        path = resolve_under_roots(str(value), roots, field=f"benchmarks.include_path[{index}]")
-        _require_dir(path, str(value), f"benchmarks.include_path[{index}]")
-        include_paths.append(path)
-    check_task_names(spec.benchmarks, include_paths)
-    preflight(base, sfts)
+    for index, include in enumerate(spec.benchmarks.include_path):
+        field = f"benchmarks.include_path[{index}]"
+        include_path = resolve_under_roots(str(include), roots, field=field)
+        _require_dir(include_path, str(include), field)
+        include_paths.append(include_path)
     resolved_models = models.model_copy(
         update={
             "base": str(base),
@@ -154,4 +109,11 @@ def validate_spec(spec: SweepSpec, roots: Sequence[Path]) -> SweepSpec:
         }
     )
     resolved_benchmarks = spec.benchmarks.model_copy(update={"include_path": tuple(include_paths)})
-    return spec.model_copy(update={"models": resolved_models, "benchmarks": resolved_benchmarks})
+    checked = spec.model_copy(update={"models": resolved_models, "benchmarks": resolved_benchmarks})
+    check_spec(
+        checked,
+        trust_remote_code=trust_remote_code,
+        local_devices=local_devices,
+        builtin_tasks=False,
+    )
+    return checked

@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, synonym
 from sqlalchemy.types import TypeDecorator
 
 TABLE_PREFIX = "bai_"
@@ -228,14 +228,16 @@ class Trial(Base):
         )
 
 
-#: Per-step metric columns of :class:`TrialStep` (besides ``step`` and ``extra``).
+#: Per-step metric columns of :class:`TrialStep` (besides ``step`` and ``extra``), named as the
+#: fields of the probe's ``evaluators.StepMetrics`` (the one vocabulary from probe to REST; the
+#: probe's other fields go to ``extra``).
 STEP_METRICS = (
     "length_mean",
     "length_p10",
     "length_p50",
     "length_p90",
     "truncated_fraction",
-    "reward",
+    "reward_mean",
     "kl",
     "entropy",
     "eos_rate",
@@ -258,7 +260,10 @@ class TrialStep(Base):
     length_p50: Mapped[float | None] = mapped_column(Float)
     length_p90: Mapped[float | None] = mapped_column(Float)
     truncated_fraction: Mapped[float | None] = mapped_column(Float)
-    reward: Mapped[float | None] = mapped_column(Float)
+    # The database column keeps its first name ("reward"); every Python name is reward_mean.
+    reward_mean: Mapped[float | None] = mapped_column("reward", Float, key="reward_mean")
+    #: Transitional alias for readers written before the rename (drop it once none is left).
+    reward = synonym("reward_mean")
     kl: Mapped[float | None] = mapped_column(Float)
     entropy: Mapped[float | None] = mapped_column(Float)
     eos_rate: Mapped[float | None] = mapped_column(Float)

@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, func, literal, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, selectinload
 
 from storage.exceptions import ConflictError, InvalidArgumentError, NotFoundError
@@ -114,9 +126,10 @@ class RunningTrialProgress:
 
 @dataclass(frozen=True)
 class SweepSummary:
-    """Everything a status page shows about a sweep, read in four indexed queries."""
+    """Everything a status page shows about a sweep, read in one to three indexed queries."""
 
-    sweep: Sweep
+    #: The sweep's columns, as attributes named as on :class:`Sweep` (read-only).
+    sweep: Row[Any]
     #: Number of trials per state (every state present, zeros included).
     trial_counts: dict[TrialState, int]
     front: Front | None
@@ -639,6 +652,8 @@ def _step_row(trial_id: int, step: Any) -> dict[str, Any]:
     if values.get("step") is None:
         raise InvalidArgumentError(f"a step needs a 'step' number: {values!r}")
     row: dict[str, Any] = {"trial_id": trial_id, "step": int(values.pop("step"))}
+    if "reward" in values and "reward_mean" not in values:  # the name writers used before
+        values["reward_mean"] = values.pop("reward")
     for name in STEP_METRICS:
         row[name] = _finite_or_none(values.pop(name, None), name)
     extra = {key: value for key, value in _json_safe(values).items() if value is not None}
@@ -806,29 +821,86 @@ def replace_front(
     return front
 
 
-def _load_front(session: Session, sweep_id: str) -> Front | None:
-    rows = session.execute(
-        select(
-            ParetoFront.hypervolume,
-            ParetoFront.reference_point,
-            ParetoFront.revision,
-            ParetoFront.updated_at,
-            ParetoMember.position,
-            Trial.number,
-            Trial.weights,
-            Trial.alpha,
-            Trial.objectives,
-            Trial.seed_kind,
-        )
-        .select_from(ParetoFront)
-        .outerjoin(ParetoMember, ParetoMember.sweep_id == ParetoFront.sweep_id)
-        .outerjoin(Trial, Trial.id == ParetoMember.trial_id)
-        .where(ParetoFront.sweep_id == sweep_id)
-        .order_by(ParetoMember.position)
-    ).all()
+# The hot reads (``GET /sweeps/{id}`` and ``/pareto`` poll them) are built once, with the sweep
+# id as a bound parameter. A front is always read in one statement (header and members): two
+# statements could straddle a concurrent ``replace_front`` on PostgreSQL (READ COMMITTED).
+
+_SWEEP_ID: BindParameter[str] = bindparam("sweep_id", type_=String)
+
+
+def _count_of(state: TrialState) -> Any:
+    return (
+        select(func.count())
+        .where(Trial.sweep_id == Sweep.id, Trial.state == state)
+        .correlate(Sweep)
+        .scalar_subquery()
+        .label(f"n_{state.value}")
+    )
+
+
+# Columns, not the entity: the summary is read, never changed, and ORM loading costs as much
+# as the query.
+_SWEEP_COUNTS_QUERY = select(*Sweep.__table__.c, *(_count_of(state) for state in TrialState)).where(
+    Sweep.id == _SWEEP_ID
+)
+_FRONT_QUERY = (
+    select(
+        Sweep.id,
+        ParetoFront.revision,
+        ParetoFront.hypervolume,
+        ParetoFront.reference_point,
+        ParetoFront.updated_at,
+        ParetoMember.position,
+        Trial.number,
+        Trial.weights,
+        Trial.alpha,
+        Trial.objectives,
+        Trial.seed_kind,
+    )
+    .select_from(Sweep)
+    .outerjoin(ParetoFront, ParetoFront.sweep_id == Sweep.id)
+    .outerjoin(ParetoMember, ParetoMember.sweep_id == ParetoFront.sweep_id)
+    .outerjoin(Trial, Trial.id == ParetoMember.trial_id)
+    .where(Sweep.id == _SWEEP_ID)
+    .order_by(ParetoMember.position)
+)
+_SPEC_FRONT_QUERY = _FRONT_QUERY.add_columns(Sweep.spec)
+_LATEST_STEP = (
+    select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
+    .join(Trial, Trial.id == TrialStep.trial_id)
+    .where(Trial.sweep_id == _SWEEP_ID, Trial.state == TrialState.RUNNING)
+    .group_by(TrialStep.trial_id)
+    .subquery()
+)
+_RUNNING_QUERY = (
+    select(Trial.number, Trial.weights, Trial.alpha, Trial.started_at, TrialStep)
+    .outerjoin(_LATEST_STEP, _LATEST_STEP.c.trial_id == Trial.id)
+    .outerjoin(
+        TrialStep,
+        and_(TrialStep.trial_id == Trial.id, TrialStep.step == _LATEST_STEP.c.step),
+    )
+    .where(Trial.sweep_id == _SWEEP_ID, Trial.state == TrialState.RUNNING)
+    .order_by(Trial.number)
+)
+
+
+def _front_rows(session: Session, sweep_id: str, *, with_spec: bool) -> list[Row[Any]]:
+    """The rows of the sweep's front (header columns on each), in one statement.
+
+    Raises:
+        NotFoundError: no such sweep.
+    """
+    query = _SPEC_FRONT_QUERY if with_spec else _FRONT_QUERY
+    rows = list(session.connection().execute(query, {"sweep_id": sweep_id}).all())
     if not rows:
-        return None
+        raise NotFoundError(f"sweep {sweep_id!r} not found")
+    return rows
+
+
+def _front_of(sweep_id: str, rows: list[Row[Any]]) -> Front | None:
     first = rows[0]
+    if first.revision is None:
+        return None
     members = [
         FrontMember(
             position=row.position,
@@ -851,16 +923,28 @@ def _load_front(session: Session, sweep_id: str) -> Front | None:
     )
 
 
+def _load_front(session: Session, sweep_id: str) -> Front | None:
+    return _front_of(sweep_id, _front_rows(session, sweep_id, with_spec=False))
+
+
 def get_front(session: Session, *, sweep_id: str) -> Front | None:
     """A sweep's current Pareto front, or ``None`` before the first trial finished.
 
     Raises:
         NotFoundError: no such sweep.
     """
-    front = _load_front(session, sweep_id)
-    if front is None:
-        _require_sweep(session, sweep_id)
-    return front
+    return _load_front(session, sweep_id)
+
+
+def get_spec_and_front(session: Session, *, sweep_id: str) -> tuple[dict[str, Any], Front | None]:
+    """A sweep's stored spec and its current front (None before the first trial finished),
+    in one statement.
+
+    Raises:
+        NotFoundError: no such sweep.
+    """
+    rows = _front_rows(session, sweep_id, with_spec=True)
+    return rows[0].spec, _front_of(sweep_id, rows)
 
 
 def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
@@ -869,46 +953,25 @@ def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
     Raises:
         NotFoundError: no such sweep.
     """
-    sweep = get_sweep(session, sweep_id=sweep_id)
-    counts = dict.fromkeys(TrialState, 0)
-    counts.update(
-        session.execute(
-            select(Trial.state, func.count())
-            .where(Trial.sweep_id == sweep_id)
-            .group_by(Trial.state)
-        )
-        .tuples()
-        .all()
-    )
+    row = session.connection().execute(_SWEEP_COUNTS_QUERY, {"sweep_id": sweep_id}).first()
+    if row is None:
+        raise NotFoundError(f"sweep {sweep_id!r} not found")
+    counts = {state: getattr(row, f"n_{state.value}") for state in TrialState}
     running: list[RunningTrialProgress] = []
     if counts[TrialState.RUNNING]:
-        latest = (
-            select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
-            .join(Trial, Trial.id == TrialStep.trial_id)
-            .where(Trial.sweep_id == sweep_id, Trial.state == TrialState.RUNNING)
-            .group_by(TrialStep.trial_id)
-            .subquery()
-        )
-        rows = session.execute(
-            select(Trial.number, Trial.weights, Trial.alpha, Trial.started_at, TrialStep)
-            .outerjoin(latest, latest.c.trial_id == Trial.id)
-            .outerjoin(
-                TrialStep,
-                and_(TrialStep.trial_id == Trial.id, TrialStep.step == latest.c.step),
-            )
-            .where(Trial.sweep_id == sweep_id, Trial.state == TrialState.RUNNING)
-            .order_by(Trial.number)
-        ).all()
         running = [
             RunningTrialProgress(
-                number=row.number,
-                weights=list(row.weights),
-                alpha=row.alpha,
-                started_at=row.started_at,
-                latest_step=row.TrialStep,
+                number=trial.number,
+                weights=list(trial.weights),
+                alpha=trial.alpha,
+                started_at=trial.started_at,
+                latest_step=trial.TrialStep,
             )
-            for row in rows
+            for trial in session.execute(_RUNNING_QUERY, {"sweep_id": sweep_id})
         ]
     return SweepSummary(
-        sweep=sweep, trial_counts=counts, front=_load_front(session, sweep_id), running=running
+        sweep=row,
+        trial_counts=counts,
+        front=_load_front(session, sweep_id),
+        running=running,
     )

@@ -11,8 +11,13 @@ the exact result).
   checkpoints before anything is written.
 - :func:`merge_bai` streams one tensor at a time into pre-planned output shards inside a
   temporary directory that is renamed into place at the end.
-- :func:`load_merge_inputs` loads the inputs once; :meth:`MergeInputs.build_actor` then builds a
-  fresh ``transformers`` model for any ``(w, alpha)`` without touching the disk.
+- :func:`load_merge_inputs` loads the inputs once (into host memory, in their checkpoint dtype);
+  :meth:`MergeInputs.build_actor` then builds a fresh ``transformers`` model for any
+  ``(w, alpha)`` on the actor's device without touching the disk.
+
+Checkpoints whose vocabularies differ are merged with their embedding and LM-head rows matched by
+token (``tokenizer_source``: ``base``, ``union`` or one model's path, as in mergekit; see
+:mod:`sweeps._vocab`).
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from sweeps._checkpoint_io import (
     CheckpointLayout,
     OutputTensor,
     ShardedWriter,
+    TensorInfo,
+    TensorReader,
     hash_file,
     plan_shards,
     read_layout,
     shard_file_names,
 )
+from sweeps._vocab import VocabPlan, combine_rows, plan_vocab
 from sweeps.exceptions import (
     CheckpointNotFoundError,
     IncompatibleCheckpointsError,
@@ -127,6 +135,8 @@ class MergePlan:
     tie_word_embeddings: bool
     tensors: tuple[OutputTensor, ...]
     layouts: tuple[CheckpointLayout, ...] = field(repr=False, compare=False)
+    vocab: VocabPlan | None = field(default=None, repr=False, compare=False)
+    """How vocabulary rows are matched by token (None: the inputs share one vocabulary)."""
 
     @property
     def checkpoints(self) -> tuple[Path, ...]:
@@ -151,7 +161,13 @@ class MergePlan:
             f"base          {self.base}",
             *(f"sft[{index}]        {path}" for index, path in enumerate(self.sfts)),
             f"architecture  {self.architecture} (model_type {self.model_type})",
-            f"vocab size    {self.vocab_size}",
+            f"vocab size    {self.vocab_size}"
+            + (
+                f" (tokenizer_source {self.vocab.source}, {len(self.vocab.added_tokens)} tokens "
+                "not in the base)"
+                if self.vocab is not None
+                else ""
+            ),
             f"tied embeds   {self.tie_word_embeddings}",
             f"tensors       {len(self.tensors)} ({self.num_parameters:,} parameters, "
             f"{'/'.join(_TORCH_NAMES.get(d, d) for d in dtypes)})",
@@ -245,11 +261,21 @@ def bai_coefficients(weights: Sequence[float], alpha: float) -> list[float]:
     return [float(alpha), *((1.0 - float(alpha)) * float(weight) for weight in weights)]
 
 
-def preflight(base: str | os.PathLike, sfts: Sequence[str | os.PathLike]) -> MergePlan:
+def preflight(
+    base: str | os.PathLike,
+    sfts: Sequence[str | os.PathLike],
+    *,
+    tokenizer_source: str = "base",
+) -> MergePlan:
     """Check, from configs and safetensors headers only, that the checkpoints can be merged.
 
     Compares architecture, model type, vocabulary size, tied embeddings, tensor names and
-    shapes of every SFT checkpoint against the base.
+    shapes of every SFT checkpoint against the base. When the vocabularies differ, or
+    ``tokenizer_source`` is not ``base``, the tokenizers are read too and the vocabulary
+    tensors' rows are matched by token (see :mod:`sweeps._vocab`).
+
+    Args:
+        tokenizer_source: ``"base"``, ``"union"`` or the path of one of the checkpoints.
 
     Raises:
         CheckpointNotFoundError: A directory or its weights are missing.
@@ -268,11 +294,15 @@ def preflight(base: str | os.PathLike, sfts: Sequence[str | os.PathLike]) -> Mer
             ours, theirs = _config_value(base_config, key), _config_value(layout.config, key)
             if key == "tie_word_embeddings":
                 ours, theirs = base_tied, _tied_embeddings(layout.config)
-            if ours != theirs:
+            if ours != theirs and key != "vocab_size":
                 raise IncompatibleCheckpointsError(
                     f"{label} mismatch: {ours} vs {theirs} ({where})"
                 )
-        _compare_tensors(base_layout, layout, where)
+    vocab_plan = plan_vocab((base_layout, *sft_layouts), tokenizer_source)
+    vocab_names = vocab_plan.tensor_names if vocab_plan is not None else frozenset()
+    for index, layout in enumerate(sft_layouts):
+        where = f"base {base_layout.path} vs sft[{index}] {layout.path}"
+        _compare_tensors(base_layout, layout, where, vocab_names)
     ordered = sorted(base_layout.tensors.values(), key=lambda t: (t.file.name, t.offset))
     for tensor in ordered:
         for index, layout in enumerate(sft_layouts):
@@ -284,6 +314,14 @@ def preflight(base: str | os.PathLike, sfts: Sequence[str | os.PathLike]) -> Mer
                 )
     architectures = base_config.get("architectures") or ["?"]
     vocab = _config_value(base_config, "vocab_size")
+    if vocab_plan is not None:
+        vocab = vocab_plan.rows
+
+    def output_shape(tensor: TensorInfo) -> tuple[int, ...]:
+        if tensor.name in vocab_names:
+            return (vocab, *tensor.shape[1:])
+        return tensor.shape
+
     return MergePlan(
         base=base_layout.path,
         sfts=tuple(layout.path for layout in sft_layouts),
@@ -291,8 +329,9 @@ def preflight(base: str | os.PathLike, sfts: Sequence[str | os.PathLike]) -> Mer
         model_type=str(base_config.get("model_type", "?")),
         vocab_size=int(vocab) if isinstance(vocab, int) else None,
         tie_word_embeddings=base_tied,
-        tensors=tuple(OutputTensor(t.name, t.dtype, t.shape) for t in ordered),
+        tensors=tuple(OutputTensor(t.name, t.dtype, output_shape(t)) for t in ordered),
         layouts=(base_layout, *sft_layouts),
+        vocab=vocab_plan,
     )
 
 
@@ -309,13 +348,17 @@ def _tied_embeddings(config: dict) -> bool:
     return True if value is None else bool(value)
 
 
-def _compare_tensors(base: CheckpointLayout, other: CheckpointLayout, where: str) -> None:
+def _compare_tensors(
+    base: CheckpointLayout, other: CheckpointLayout, where: str, vocab_names: frozenset[str]
+) -> None:
     for name in sorted(base.tensors):
         if name not in other.tensors:
             raise IncompatibleCheckpointsError(
                 f"tensor {name!r} is in the base but missing from the SFT checkpoint ({where})"
             )
         ours, theirs = base.tensors[name].shape, other.tensors[name].shape
+        if name in vocab_names:
+            ours, theirs = ours[1:], theirs[1:]
         if ours != theirs:
             raise IncompatibleCheckpointsError(
                 f"tensor {name!r} has shape {list(ours)} vs {list(theirs)} ({where})"
@@ -381,6 +424,25 @@ def _combine_blocks(
     return output
 
 
+def _combine_vocab_tensor(
+    vocab: VocabPlan,
+    coefficients: dict[torch.dtype, torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    sources: Sequence[torch.Tensor],
+    output: OutputTensor,
+    device: str,
+) -> torch.Tensor:
+    """A vocabulary tensor (embeddings, LM head): rows matched by token across the inputs."""
+    import torch
+
+    accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
+    values = coefficients[torch.float64].tolist()
+    weights = vocab.row_weights(values, accumulate).to(device)
+    target = getattr(torch, _TORCH_NAMES[output.dtype])
+    merged = torch.empty(output.shape, dtype=target, device=device)
+    return combine_rows(weights, inputs, sources, merged)
+
+
 @contextmanager
 def _single_threaded() -> Iterator[None]:
     """Run torch ops on one thread: on cache-sized blocks, thread hand-offs cost more than they
@@ -418,6 +480,7 @@ def merge_bai(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     device: str = "cpu",
     tokenizer_from: str | os.PathLike | None = None,
+    tokenizer_source: str = "base",
     normalize: bool = False,
     export_mergekit: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -435,6 +498,9 @@ def merge_bai(
         max_shard_size: Largest output shard, e.g. ``"5GB"``.
         device: ``"cpu"`` or ``"cuda"`` (only when available) for the arithmetic.
         tokenizer_from: Directory to copy tokenizer files from (default: the base).
+        tokenizer_source: The output vocabulary: ``"base"``, ``"union"`` or the path of one of
+            the inputs; rows of differing vocabularies are matched by token
+            (:mod:`sweeps._vocab`) and the output tokenizer is written.
         normalize: Rescale the weights to sum to 1 instead of rejecting them.
         export_mergekit: Also write an equivalent mergekit-multi YAML to this file.
         overwrite: Replace an existing output directory (only once the merge succeeded).
@@ -457,7 +523,12 @@ def merge_bai(
         (tokenizer_dir / n).is_file() for n in TOKENIZER_FILES
     ):
         raise CheckpointNotFoundError(f"--tokenizer-from {tokenizer_dir} holds no tokenizer files")
-    plan = preflight(base, sfts)
+    plan = preflight(base, sfts, tokenizer_source=tokenizer_source)
+    if plan.vocab is not None and tokenizer_dir is not None:
+        raise MergeOptionError(
+            "--tokenizer-from cannot be combined with a token-matched vocabulary "
+            f"(tokenizer_source {tokenizer_source!r}): the output tokenizer comes from the inputs"
+        )
     device = _check_device(device)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -477,6 +548,7 @@ def merge_bai(
             alpha=alpha,
             out_dtype=out_dtype,
             tokenizer_dir=tokenizer_dir or plan.base,
+            tokenizer_source=tokenizer_source,
             hashes={file: future.result() for file, future in hashes.items()},
         )
         if export_mergekit is not None:
@@ -501,29 +573,34 @@ def _stream_merge(
     device: str,
 ) -> None:
     import torch
-    from safetensors import safe_open
 
-    handles = {
-        file: safe_open(str(file), framework="pt", device="cpu")
-        for layout in plan.layouts
-        for file in layout.files
-    }
     outputs = plan.output_tensors(out_dtype)
     writer = ShardedWriter(staging, outputs, shard_size)
     buffers: dict[torch.dtype, torch.Tensor] = {}
+    vocab = plan.vocab
+    sources = vocab.source_tensors() if vocab is not None else []
     try:
-        with _single_threaded():
+        with _single_threaded(), TensorReader() as reader:
             for output in outputs:
                 infos = [layout.tensors[output.name] for layout in plan.layouts]
                 if output.dtype not in FLOAT_DTYPES:
-                    merged = handles[infos[0].file].get_tensor(output.name)
+                    merged = reader.read(infos[0])
+                elif vocab is not None and output.name in vocab.tensor_names:
+                    merged = _combine_vocab_tensor(
+                        vocab,
+                        coefficients,
+                        [reader.read(info, slot) for slot, info in enumerate(infos)],
+                        sources,
+                        output,
+                        device,
+                    )
                 else:
                     accumulate = getattr(torch, _TORCH_NAMES[_ACCUMULATION[output.dtype]])
                     if accumulate not in buffers:
                         size = len(infos) * BLOCK_ELEMENTS
                         buffers[accumulate] = torch.empty(size, dtype=accumulate, device=device)
-                    # Zero-copy views of the inputs' mmaps: bytes are read block by block.
-                    views = [handles[i.file].get_tensor(i.name).reshape(-1) for i in infos]
+                    # One reused read buffer per input: memory is bounded by K tensors.
+                    views = [reader.read(info, slot).reshape(-1) for slot, info in enumerate(infos)]
                     target = getattr(torch, _TORCH_NAMES[output.dtype])
                     merged = torch.empty(math.prod(output.shape), dtype=target, device=device)
                     blocks = _read_blocks(views, buffers[accumulate])
@@ -545,9 +622,13 @@ def _write_metadata(
     alpha: float,
     out_dtype: str | None,
     tokenizer_dir: Path,
+    tokenizer_source: str,
     hashes: dict[Path, str],
 ) -> None:
     config = json.loads((plan.base / CONFIG_FILE).read_text())
+    if plan.vocab is not None:
+        holder = config["text_config"] if "vocab_size" not in config else config
+        holder["vocab_size"] = plan.vocab.rows
     if out_dtype is not None:
         name = _TORCH_NAMES[out_dtype]
         keys = [key for key in ("dtype", "torch_dtype") if key in config] or ["dtype"]
@@ -556,9 +637,12 @@ def _write_metadata(
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if (plan.base / GENERATION_CONFIG_FILE).is_file():
         shutil.copyfile(plan.base / GENERATION_CONFIG_FILE, staging / GENERATION_CONFIG_FILE)
-    for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).is_file():
-            shutil.copyfile(tokenizer_dir / name, staging / name)
+    if plan.vocab is not None:
+        plan.vocab.tokenizer.save_pretrained(staging)
+    else:
+        for name in TOKENIZER_FILES:
+            if (tokenizer_dir / name).is_file():
+                shutil.copyfile(tokenizer_dir / name, staging / name)
     dtypes = sorted({tensor.dtype for tensor in plan.output_tensors(out_dtype)})
     recipe = {
         "method": "bai",
@@ -573,8 +657,13 @@ def _write_metadata(
         },
         "dtype": _TORCH_NAMES[out_dtype] if out_dtype else "/".join(map(_TORCH_NAMES.get, dtypes)),
         "tokenizer_from": str(tokenizer_dir.resolve()),
+        # As asked (the vocabulary record below replaces it when rows were matched by token).
+        "tokenizer_source": tokenizer_source,
         "bai_sweep_version": _our_version(),
     }
+    if plan.vocab is not None:
+        recipe |= plan.vocab.recipe()
+        recipe["tokenizer_from"] = None
     (staging / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
     (staging / "README.md").write_text(_model_card(plan, recipe))
 
@@ -655,7 +744,14 @@ def mergekit_yaml(
     import yaml
 
     out_dtype = _TORCH_NAMES[dtype or plan.tensors[0].dtype]
-    stage_one = {
+    vocab = plan.vocab
+    if vocab is None:
+        tokenizer_source = str((tokenizer_dir or plan.base).resolve())
+    elif vocab.source == "base":
+        tokenizer_source = str(plan.base.resolve())
+    else:
+        tokenizer_source = vocab.source
+    stage_one: dict[str, object] = {
         "name": "bai-sft",
         "merge_method": "linear",
         "models": [
@@ -675,8 +771,11 @@ def mergekit_yaml(
         "parameters": {"normalize": False},
         "dtype": "float32",
         "out_dtype": out_dtype,
-        "tokenizer_source": str((tokenizer_dir or plan.base).resolve()),
+        "tokenizer_source": tokenizer_source,
     }
+    if vocab is not None:
+        # The intermediate SFT merge keeps every token of the SFT models for stage two.
+        stage_one["tokenizer_source"] = "union"
     header = (
         f"# BAI merge exported by bai-sweep {_our_version()}: run with\n"
         "#   mergekit-multi THIS.yaml --intermediate-dir DIR --out-path OUT\n"
@@ -684,12 +783,22 @@ def mergekit_yaml(
     return header + yaml.safe_dump_all([stage_one, stage_two], sort_keys=False)
 
 
-class MergeInputs:
-    """Merge inputs loaded once (float32, stacked per tensor) to build many BAI actors in memory.
+def _stack_dtype(dtypes: Sequence[str]) -> str:
+    """The dtype the in-memory inputs of one tensor are stacked in: the checkpoints' own dtype
+    when they agree (upcast block by block when combined), else float32 (float64 if any is)."""
+    if len(set(dtypes)) == 1:
+        return dtypes[0]
+    return "F64" if "F64" in dtypes else "F32"
 
-    Each floating tensor is held as float32 ``[K, width]`` column blocks (base first), so
-    building a 16-bit actor costs one fused matmul per block (float32 actors accumulate in
-    float64, as on disk). Memory: ``4 * K * num_parameters`` bytes.
+
+class MergeInputs:
+    """Merge inputs loaded once (stacked per tensor, in host memory) to build many BAI actors.
+
+    Each floating tensor is held as ``[K, width]`` column blocks (base first) in the
+    checkpoints' dtype, on the CPU whatever the actor's device (page-locked when that is a
+    GPU). Building an actor streams the blocks tensor by tensor to the actor's device and
+    combines each block with one fused matmul in float32 (float64 for float32 actors, as on
+    disk). Memory: ``K * num_parameters`` times the checkpoint's bytes per parameter.
     """
 
     def __init__(
@@ -697,6 +806,7 @@ class MergeInputs:
         plan: MergePlan,
         blocks: dict[str, list[torch.Tensor]],
         passthrough: dict[str, torch.Tensor],
+        vocab_inputs: dict[str, list[torch.Tensor]],
         config: transformers.PretrainedConfig,
         generation_config: transformers.GenerationConfig | None,
         buffers: dict[str, torch.Tensor],
@@ -710,6 +820,7 @@ class MergeInputs:
         self.device = device
         self._blocks = blocks
         self._passthrough = passthrough
+        self._vocab_inputs = vocab_inputs
         self._buffers = buffers
 
     def merged_state_dict(
@@ -726,18 +837,34 @@ class MergeInputs:
         weights, alpha = validate_ratios(weights, alpha, len(self.plan.sfts), normalize=normalize)
         out_dtype = parse_dtype(dtype)
         coefficients = _coefficient_tensors(weights, alpha, self.device)
+        vocab = self.plan.vocab
+        sources = vocab.source_tensors() if vocab is not None else []
         state: dict[str, torch.Tensor] = {}
         with _single_threaded():
             for output in self.plan.output_tensors(out_dtype):
                 if output.name in self._passthrough:
-                    state[output.name] = self._passthrough[output.name].clone()
+                    state[output.name] = self._passthrough[output.name].to(self.device, copy=True)
+                    continue
+                if vocab is not None and output.name in self._vocab_inputs:
+                    inputs = self._vocab_inputs[output.name]
+                    state[output.name] = _combine_vocab_tensor(
+                        vocab, coefficients, inputs, sources, output, self.device
+                    )
                     continue
                 target = getattr(torch, _TORCH_NAMES[output.dtype])
                 merged = torch.empty(math.prod(output.shape), dtype=target, device=self.device)
-                blocks = self._blocks[output.name]
+                blocks = (
+                    block.to(self.device, non_blocking=True) for block in self._blocks[output.name]
+                )
                 merged = _combine_blocks(coefficients, blocks, merged, output.dtype)
                 state[output.name] = merged.view(output.shape)
         return state
+
+    @property
+    def tokenizer(self) -> transformers.PreTrainedTokenizerBase | None:
+        """The actor's tokenizer when its vocabulary was matched by token (else None: the
+        base's tokenizer fits)."""
+        return self.plan.vocab.tokenizer if self.plan.vocab is not None else None
 
     def build_actor(
         self,
@@ -785,41 +912,52 @@ def load_merge_inputs(
     sfts: Sequence[str | os.PathLike],
     *,
     device: str = "cpu",
+    tokenizer_source: str = "base",
     trust_remote_code: bool = False,
 ) -> MergeInputs:
     """Pre-flight the checkpoints and load them once for :meth:`MergeInputs.build_actor`.
+
+    Args:
+        device: Where the actors are built (the inputs themselves stay in host memory).
+        tokenizer_source: As for :func:`merge_bai`; the matched tokenizer is
+            :attr:`MergeInputs.tokenizer`.
 
     Raises:
         SweepsError: The same errors as :func:`preflight`, or an unavailable device.
     """
     import torch
-    from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from transformers.initialization import no_init_weights
 
-    plan = preflight(base, sfts)
+    plan = preflight(base, sfts, tokenizer_source=tokenizer_source)
     device = _check_device(device)
+    # The stacked inputs stay in host memory (page-locked for a GPU, so that each tensor's
+    # blocks are copied asynchronously when an actor is built): on the GPU they would take
+    # K times the actor's size before any model of the probe exists.
+    pin = torch.device(device).type == "cuda"
     blocks: dict[str, list[torch.Tensor]] = {}
     passthrough: dict[str, torch.Tensor] = {}
-    handles = {
-        file: safe_open(str(file), framework="pt", device="cpu")
-        for layout in plan.layouts
-        for file in layout.files
-    }
-    for tensor in plan.tensors:
-        infos = [layout.tensors[tensor.name] for layout in plan.layouts]
-        if tensor.dtype not in FLOAT_DTYPES:
-            data = handles[infos[0].file].get_tensor(tensor.name)
-            passthrough[tensor.name] = data.clone().to(device)  # not a view of the file's mmap
-            continue
-        exact = torch.float64 if any(info.dtype == "F64" for info in infos) else torch.float32
-        views = [handles[info.file].get_tensor(info.name).reshape(-1) for info in infos]
-        buffer = torch.empty(len(infos) * BLOCK_ELEMENTS, dtype=exact)
-        with _single_threaded():
-            copies = [block.to(device, copy=True) for block in _read_blocks(views, buffer)]
-        blocks[tensor.name] = copies
-    del handles
+    vocab_inputs: dict[str, list[torch.Tensor]] = {}
+    vocab_names = plan.vocab.tensor_names if plan.vocab is not None else frozenset()
+    with TensorReader() as reader:
+        for tensor in plan.tensors:
+            infos = [layout.tensors[tensor.name] for layout in plan.layouts]
+            if tensor.dtype not in FLOAT_DTYPES:
+                passthrough[tensor.name] = reader.read(infos[0]).clone()
+                continue
+            stored = getattr(torch, _TORCH_NAMES[_stack_dtype([info.dtype for info in infos])])
+            if tensor.name in vocab_names:
+                rows = [reader.read(info).to(stored, copy=True) for info in infos]
+                vocab_inputs[tensor.name] = [r.pin_memory() for r in rows] if pin else rows
+                continue
+            views = [reader.read(info, slot).reshape(-1) for slot, info in enumerate(infos)]
+            buffer = torch.empty(len(infos) * BLOCK_ELEMENTS, dtype=stored)
+            with _single_threaded():
+                copies = [block.clone() for block in _read_blocks(views, buffer)]
+            blocks[tensor.name] = [block.pin_memory() for block in copies] if pin else copies
     config = AutoConfig.from_pretrained(plan.base, trust_remote_code=trust_remote_code)
+    if plan.vocab is not None:
+        config.get_text_config().vocab_size = plan.vocab.rows
     generation_config = None
     if (plan.base / GENERATION_CONFIG_FILE).is_file():
         generation_config = GenerationConfig.from_pretrained(plan.base)
@@ -835,7 +973,15 @@ def load_merge_inputs(
     }
     del template
     return MergeInputs(
-        plan, blocks, passthrough, config, generation_config, buffers, device, trust_remote_code
+        plan,
+        blocks,
+        passthrough,
+        vocab_inputs,
+        config,
+        generation_config,
+        buffers,
+        device,
+        trust_remote_code,
     )
 
 

@@ -36,7 +36,7 @@ KEY_STABILITY_METRICS = (
     "entropy_drop",
 )
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
-CURVES = (("length_mean", "mean response length"), ("reward", "reward"), ("kl", "KL"))
+CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
 FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
 
 _KIND_STYLE = {
@@ -247,6 +247,7 @@ class Report:
                 f"{o.name} ({o.direction}, reference {o.reference:g})" for o in data.objectives
             ),
             f"- hypervolume: **{self.hypervolume:.4f}**",
+            *_prompt_lines(data.trials),
             "",
             "## Pareto front",
             "",
@@ -488,6 +489,24 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+def _prompt_lines(trials: Sequence[TrialRecord]) -> list[str]:
+    """How the trials' models saw their prompts (recorded with each trial's benchmarks)."""
+    seen = sorted(
+        {
+            (str(b.get("prompt_format")), b.get("system_prompt"), str(b.get("tokenizer_source")))
+            for b in (trial.benchmarks or {} for trial in trials)
+            if "prompt_format" in b
+        },
+        key=str,
+    )
+    return [
+        f"- prompt format: {fmt}"
+        + (f" (system prompt: {system!r})" if system else "")
+        + f", tokenizer_source: {source}"
+        for fmt, system, source in seen
+    ]
 
 
 def _trial_json(trial: TrialRecord) -> dict[str, Any]:

@@ -46,7 +46,8 @@ from sweeps._optuna_search import (
     BaiOptunaSearch,
     TrialVerdict,
 )
-from sweeps.exceptions import SweepRunError
+from sweeps.exceptions import SweepRunError, SweepsError
+from sweeps.memory_plan import check_trial_memory
 from sweeps.search_space import Candidate, SearchSpace, make_sampler
 from sweeps.spec import SweepSpec
 
@@ -632,6 +633,12 @@ def run_sweep(
         spec = SweepSpec.model_validate(sweep.spec)
     except Exception as exc:
         return _finish(engine, sweep_id, worker_id, "failed", f"invalid spec: {exc}", started)
+    try:
+        memory_warning = check_trial_memory(spec, trust_remote_code=trust_remote_code)
+    except SweepsError as exc:
+        return _finish(engine, sweep_id, worker_id, "failed", str(exc), started)
+    if memory_warning:
+        logger.warning("sweep %s: %s", sweep_id, memory_warning)
     run = _SweepRun(
         engine=engine,
         sweep_id=sweep_id,

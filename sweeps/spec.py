@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -35,8 +35,9 @@ from pydantic import (
     model_validator,
 )
 
+from evaluators._probe_types import ProbeConfig
 from evaluators.benchmarks import BenchmarkConfig
-from evaluators.probe import ProbeConfig
+from evaluators.prompting import PromptSettings
 from sweeps.exceptions import InvalidSpecError
 from sweeps.search_space import (
     Candidate,
@@ -58,6 +59,8 @@ DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "kl": "minimize",
 }
 _WEIGHT_SUM_TOLERANCE = 1e-6
+#: Longest path accepted in a spec (Linux's PATH_MAX).
+_MAX_PATH = 4096
 
 
 class _Frozen(BaseModel):
@@ -67,17 +70,41 @@ class _Frozen(BaseModel):
 class ModelsSpec(_Frozen):
     """The checkpoints of a sweep: base, SFT models, the reward and the probe prompts."""
 
-    base: str = Field(description="Pretrained base model directory (or hub id).")
-    sft: list[str] = Field(min_length=1, description="SFT model directories, N >= 1.")
+    base: str = Field(max_length=_MAX_PATH, description="Pretrained base model directory.")
+    sft: list[Annotated[str, Field(max_length=_MAX_PATH)]] = Field(
+        min_length=1, max_length=16, description="SFT model directories, 1 <= N <= 16."
+    )
     reward: str | None = Field(
-        default=None, description="Reward model directory (a sequence-classification model)."
+        default=None,
+        max_length=_MAX_PATH,
+        description="Reward model directory (a sequence-classification model).",
     )
     reward_rule: str | None = Field(
         default=None,
         description="Name of a built-in rule-based reward (evaluators.reward_rules: arith_correct, "
         "arith_answer) instead of a reward model.",
     )
-    prompts: str = Field(description='Probe prompts, JSONL with {"prompt": ...} per line.')
+    prompts: str = Field(
+        max_length=_MAX_PATH, description='Probe prompts, JSONL with {"prompt": ...} per line.'
+    )
+    tokenizer_source: str = Field(
+        default="base",
+        min_length=1,
+        max_length=_MAX_PATH,
+        description="Vocabulary of the merged actor: 'base', 'union' (the base's tokens plus "
+        "those the SFT models added) or the path of one of the models (mergekit's "
+        "tokenizer_source).",
+    )
+
+    @model_validator(mode="after")
+    def _known_tokenizer_source(self) -> ModelsSpec:
+        named = (self.base, *self.sft)
+        if self.tokenizer_source not in ("base", "union", *named):
+            raise ValueError(
+                f"models.tokenizer_source: {self.tokenizer_source!r} is neither 'base', 'union' "
+                "nor one of the models (models.base or an entry of models.sft)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_reward(self) -> ModelsSpec:
@@ -110,6 +137,9 @@ class ModelsSpec(_Frozen):
                 "sft": [resolve(p) for p in self.sft],
                 "reward": resolve(self.reward) if self.reward else None,
                 "prompts": resolve(self.prompts),
+                "tokenizer_source": self.tokenizer_source
+                if self.tokenizer_source in ("base", "union")
+                else resolve(self.tokenizer_source),
             }
         )
 
@@ -117,11 +147,14 @@ class ModelsSpec(_Frozen):
 class ExplicitSeedPoint(_Frozen):
     """A candidate to evaluate first: SFT weights (default equal) and alpha."""
 
-    weights: list[float] | None = None
+    weights: list[float] | None = Field(default=None, max_length=16)
     alpha: float = Field(ge=0.0, le=1.0)
 
 
-SeedPointsSpec = Literal["paper", "baselines", "none"] | list[SeedPreset | ExplicitSeedPoint]
+SeedPointsSpec = (
+    Literal["paper", "baselines", "none"]
+    | Annotated[list[SeedPreset | ExplicitSeedPoint], Field(max_length=256)]
+)
 
 
 class SearchSpec(_Frozen):
@@ -130,7 +163,7 @@ class SearchSpec(_Frozen):
     alpha: tuple[float, float] = Field(
         default=(0.0, 1.0), description="Bounds [lo, hi] of alpha (the base model's share)."
     )
-    weights: Literal["simplex"] | list[float] = Field(
+    weights: Literal["simplex"] | Annotated[list[float], Field(max_length=16)] = Field(
         default="simplex", description="'simplex' to search w, or fixed weights summing to 1."
     )
     n_trials: int = Field(default=24, ge=1, le=10_000, description="Trial budget.")
@@ -236,9 +269,16 @@ class SweepSpec(_Frozen):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     models: ModelsSpec
     search: SearchSpec = SearchSpec()
-    objectives: list[ObjectiveSpec] = Field(default_factory=default_objectives, min_length=1)
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=default_objectives, min_length=1, max_length=4
+    )
     probe: ProbeConfig = ProbeConfig()
     benchmarks: BenchmarkConfig = BenchmarkConfig()
+    prompt: PromptSettings = Field(
+        default=PromptSettings(),
+        description="Prompt format of the probe's rollouts, the reward model's inputs and the "
+        "benchmarks: {format: auto|chat|raw, system: optional system prompt}.",
+    )
     resources: ResourcesSpec = ResourcesSpec()
     nightly: NightlySpec = NightlySpec()
     export_front: bool = Field(

@@ -83,6 +83,8 @@ def _inputs_key(spec: SweepSpec, device: str, trust_remote_code: bool) -> tuple[
         models.reward,
         models.reward_rule,
         models.prompts,
+        models.tokenizer_source,
+        spec.prompt.model_dump_json(),
         spec.benchmarks.model_dump_json(),
         device,
         trust_remote_code,
@@ -126,23 +128,31 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
 
     from evaluators.benchmarks import BenchmarkRunner
     from evaluators.probe import load_prompts
-    from evaluators.rewards import load_reward_model
+    from evaluators.rewards import check_reward_vocabulary, load_reward_model
     from sweeps.merge import load_merge_inputs
 
     started = time.perf_counter()
     models = spec.models
     merge_inputs = load_merge_inputs(
-        models.base, models.sft, device=device, trust_remote_code=trust_remote_code
+        models.base,
+        models.sft,
+        device=device,
+        tokenizer_source=models.tokenizer_source,
+        trust_remote_code=trust_remote_code,
     )
-    tokenizer = AutoTokenizer.from_pretrained(models.base, trust_remote_code=trust_remote_code)
+    # A token-matched vocabulary (tokenizer_source) comes with its own tokenizer.
+    tokenizer = merge_inputs.tokenizer or AutoTokenizer.from_pretrained(
+        models.base, trust_remote_code=trust_remote_code
+    )
     if models.reward is not None:
         reward: Any = load_reward_model(models.reward, trust_remote_code=trust_remote_code)
+        check_reward_vocabulary(reward, tokenizer)
     else:
         from evaluators.reward_rules import REWARD_RULES
 
         reward = REWARD_RULES[models.reward_rule]
     prompts = load_prompts(models.prompts)
-    runner = BenchmarkRunner(spec.benchmarks, tokenizer)
+    runner = BenchmarkRunner(spec.benchmarks, tokenizer, spec.prompt)
     return TrialInputs(
         merge_inputs=merge_inputs,
         tokenizer=tokenizer,
@@ -215,6 +225,7 @@ def run_trial(
             inputs.prompts,
             spec.probe,
             on_step,
+            prompt=spec.prompt,
             trust_remote_code=trust_remote_code,
         )
     except ProbeDivergedError as exc:
@@ -245,6 +256,10 @@ def run_trial(
             "selection": benchmark.selection_scores,
             "report": benchmark.report_tasks,
             "limit": benchmark.limit,
+            # How the models saw their prompts (the probe and lm-eval share it).
+            "prompt_format": probe.prompt_format,
+            "system_prompt": probe.system_prompt,
+            "tokenizer_source": spec.models.tokenizer_source,
         },
         probe={
             "stop_reason": probe.stop_reason.value,
@@ -252,6 +267,8 @@ def run_trial(
             "detail": probe.detail,
             "steps": len(probe.steps),
             "elapsed_s": probe.elapsed_seconds,
+            "prompt_format": probe.prompt_format,
+            "precision": spec.probe.precision,
         },
         steps=[step.model_dump() for step in probe.steps],
         timings=timings,

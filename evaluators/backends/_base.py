@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from evaluators.prompting import PromptSettings
     from evaluators.rewards import RewardFunction
 
 StepSink = Callable[[StepMetrics, list[ProbeResponse]], None]
@@ -50,6 +51,7 @@ class ProbeBackend(ABC):
         prompts: Sequence[str],
         config: ProbeConfig,
         emit: StepSink,
+        prompt: PromptSettings | None = None,
     ) -> None:
         """Train ``actor`` on ``prompts`` against ``reward``, emitting every update.
 
@@ -60,4 +62,7 @@ class ProbeBackend(ABC):
             prompts: Prompt texts (at least ``config.batch_size``).
             config: Probe settings.
             emit: Called once per update, in order.
+            prompt: The prompt format (default: ``auto``); a backend presents every prompt to
+                the actor, and so to the reward model, in this format
+                (:func:`evaluators.prompting.render_prompt`).
         """

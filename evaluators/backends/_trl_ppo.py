@@ -42,6 +42,9 @@ from evaluators._probe_types import (
     percentile,
 )
 from evaluators.backends._base import ProbeBackend, ProbeStop, StepSink
+from evaluators.placement import plan_placement
+from evaluators.placement import resolve_device as placement_device
+from evaluators.prompting import PromptSettings, encode_prompt
 from evaluators.rewards import RewardFunction, RuleRewardModel
 
 if TYPE_CHECKING:
@@ -53,11 +56,10 @@ _SAMPLING_FAILURE = "probability tensor contains"
 
 def resolve_device(requested: str) -> str:
     """``"cuda"`` or ``"cpu"`` for a config's ``device`` (``auto``: CUDA when available)."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InvalidProbeInputError("device 'cuda' requested but CUDA is not available")
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
+    try:
+        return placement_device(requested)
+    except ValueError as exc:
+        raise InvalidProbeInputError(str(exc)) from None
 
 
 def _tokenizer_with_pad(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -71,13 +73,18 @@ def _tokenizer_with_pad(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokeniz
 
 
 def encode_prompts(
-    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    prompt: PromptSettings | None = None,
 ) -> tuple[list[list[int]], dict[tuple[int, ...], str]]:
-    """Tokenise ``prompts`` (with the tokenizer's special tokens), left-padded to one width.
+    """Tokenise ``prompts`` in the prompt format, left-padded to one width.
 
-    Returns the padded token ids and each prompt's text by its unpadded token ids.
+    Raw prompts get the tokenizer's special tokens; chat prompts are the rendered template
+    (which holds its own). Returns the padded token ids and each prompt's original text by its
+    unpadded token ids (so a rule reward sees the question, not the template around it).
     """
-    encoded = [list(tokenizer(prompt)["input_ids"]) for prompt in prompts]
+    prompt = prompt or PromptSettings()
+    encoded = [encode_prompt(tokenizer, text, prompt) for text in prompts]
     if not all(encoded):
         raise InvalidProbeInputError("a prompt tokenises to nothing")
     width = max(len(ids) for ids in encoded)
@@ -266,7 +273,8 @@ def ppo_config(config: ProbeConfig, output_dir: str, device: str) -> PPOConfig:
             report_to=[],
             save_strategy="no",
             disable_tqdm=True,
-            bf16=device == "cuda",
+            # Mixed precision is the backend's own autocast (see TrlPpoBackend.run).
+            bf16=False,
             use_cpu=device == "cpu",
             seed=config.seed,
             learning_rate=config.learning_rate,
@@ -290,7 +298,8 @@ def ppo_config(config: ProbeConfig, output_dir: str, device: str) -> PPOConfig:
 
 class TrlPpoBackend(ProbeBackend):
     """PPO with TRL's ``PPOTrainer``: frozen deep copy of the actor as reference, value model
-    from the reward model (or the actor's backbone), CUDA+bf16 when available, CPU fp32 else."""
+    from the reward model (or the actor's backbone); devices and dtypes from
+    :func:`evaluators.placement.plan_placement` (float32 master weights, bf16 autocast on CUDA)."""
 
     name = "trl-ppo"
 
@@ -303,11 +312,12 @@ class TrlPpoBackend(ProbeBackend):
         prompts: Sequence[str],
         config: ProbeConfig,
         emit: StepSink,
+        prompt: PromptSettings | None = None,
     ) -> None:
         """Train ``actor`` in place with PPO; see :class:`ProbeBackend`."""
         device = resolve_device(config.device)
         tokenizer = _tokenizer_with_pad(tokenizer)
-        queries, prompt_texts = encode_prompts(tokenizer, prompts)
+        queries, prompt_texts = encode_prompts(tokenizer, prompts, prompt)
         context_length = len(queries[0])
         max_positions = getattr(actor.config, "max_position_embeddings", None)
         if max_positions is not None and context_length + config.response_length > max_positions:
@@ -321,11 +331,13 @@ class TrlPpoBackend(ProbeBackend):
             if isinstance(reward, nn.Module)
             else RuleRewardModel(reward, tokenizer, context_length, prompt_texts)
         )
-        if device == "cpu":
-            actor.float()
-            reward_model.float()
-        value_model = _value_model(actor, reward, config)
-        reference = create_reference_model(actor)
+        # PPOTrainer builds its own Accelerator without mixed precision (so `bf16=True` in its
+        # config does nothing): float32 master weights and autocast are set up here instead.
+        placement = plan_placement(device, config.precision)
+        placement.place_trained(actor)
+        placement.place_frozen(reward_model)
+        value_model = placement.place_trained(_value_model(actor, reward, config))
+        reference = placement.place_frozen(create_reference_model(actor))
         recorder = _RolloutRecorder(
             tokenizer, context_length, config.missing_eos_penalty, prompt_texts
         )
@@ -347,7 +359,8 @@ class TrlPpoBackend(ProbeBackend):
                 with warnings.catch_warnings():
                     # TRL logs the variance of a single PPO ratio statistic when it has one.
                     warnings.filterwarnings("ignore", message=".*degrees of freedom.*")
-                    trainer.train()
+                    with placement.autocast():
+                        trainer.train()
             except RuntimeError as exc:
                 if _SAMPLING_FAILURE not in str(exc):
                     raise

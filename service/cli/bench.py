@@ -84,6 +84,18 @@ def bench(
         messages = "; ".join(error["msg"] for error in exc.errors())
         raise fail(f"invalid benchmark options: {messages}") from None
 
+    from sweeps import preflight
+
+    with user_errors(preflight.PreflightError):
+        preflight.check_checkpoint_dir(model, "--model")
+        preflight.check_benchmarks(
+            config,
+            trust_remote_code=trust_remote_code,
+            builtin_tasks=True,
+            field="--tasks",
+            include_field="--include-path",
+        )
+        preflight.check_device(config.device, "--device", gpus_per_trial=None, local=True)
     for name in ("lm_eval", "transformers", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
     with user_errors():

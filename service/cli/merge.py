@@ -42,6 +42,13 @@ def merge(
     tokenizer_from: Annotated[
         Path | None, typer.Option(help="Copy tokenizer files from here instead of the base.")
     ] = None,
+    tokenizer_source: Annotated[
+        str,
+        typer.Option(
+            help="Output vocabulary: base, union (the base's tokens plus those the SFT models "
+            "added) or the path of one of the inputs; rows are matched by token."
+        ),
+    ] = "base",
     normalize: Annotated[
         bool, typer.Option("--normalize", help="Rescale the weights to sum to 1.")
     ] = False,
@@ -64,12 +71,12 @@ def merge(
         out_dtype = engine.parse_dtype(dtype)
         engine.parse_size(max_shard_size)
         if dry_run:
-            plan = engine.preflight(base, sft)
+            plan = engine.preflight(base, sft, tokenizer_source=tokenizer_source)
             _print_plan(plan, ratios, alpha, out_dtype, max_shard_size, out)
             return
         if out is None:
             raise fail("--out is required (or pass --dry-run)")
-        plan = engine.preflight(base, sft)
+        plan = engine.preflight(base, sft, tokenizer_source=tokenizer_source)
         total = sum(tensor.nbytes for tensor in plan.output_tensors(out_dtype))
         started = time.perf_counter()
         with _progress(total) as advance:
@@ -83,6 +90,7 @@ def merge(
                 max_shard_size=max_shard_size,
                 device=device,
                 tokenizer_from=tokenizer_from,
+                tokenizer_source=tokenizer_source,
                 export_mergekit=export_mergekit,
                 overwrite=overwrite,
                 on_tensor=advance,

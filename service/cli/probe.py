@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli._app import app, console, fail
+from service.cli._app import app, console, fail, user_errors
 
 if TYPE_CHECKING:
-    from evaluators.probe import ProbeResult, StepMetrics
+    from evaluators.probe import ProbeConfig, ProbeResult, StepMetrics
 
 _COLUMNS = (
     ("step", "{:>4d}", "step"),
@@ -87,7 +87,7 @@ def probe(
         Path, typer.Option(help="Directory for probe.json and probe_curves.png.")
     ] = Path("probe-output"),
     batch_size: Annotated[int, typer.Option(min=2, help="Prompts per rollout.")] = 8,
-    response_length: Annotated[int, typer.Option(min=1, help="Max new tokens.")] = 128,
+    response_length: Annotated[int, typer.Option(min=1, help="Max new tokens.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Constant learning rate.")] = 3e-6,
     kl_coef: Annotated[float, typer.Option(help="KL penalty coefficient.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed (a CPU probe is deterministic).")] = 0,
@@ -118,6 +118,7 @@ def probe(
         )
     except ValidationError as error:
         raise fail(f"invalid probe settings: {error.errors()[0]['msg']}") from None
+    _preflight(actor, reward, prompts, config)
     model, tokenizer = _load_actor(actor, trust_remote_code)
     console.print(_header(), highlight=False, soft_wrap=True, style="bold")
 
@@ -135,7 +136,22 @@ def probe(
     except EvaluatorError as error:
         raise fail(str(error)) from None
     _print_summary(result)
-    _write_outputs(result, out, f"{actor.name}: stability {result.stability.stability:.3f}")
+    score = "n/a" if result.stability is None else f"{result.stability.stability:.3f}"
+    _write_outputs(result, out, f"{actor.name}: stability {score}")
+
+
+def _preflight(actor: Path, reward: Path, prompts: Path, config: ProbeConfig) -> None:
+    """The sweep's pre-flight for one probe: refuse before loading any model."""
+    from sweeps import preflight
+
+    with user_errors(preflight.PreflightError):
+        facts = preflight.read_actor_facts(actor, "--actor")
+        preflight.check_tokenizer(facts, "--actor")
+        preflight.check_reward_model(reward, facts, "--reward")
+        if not prompts.is_file():
+            raise preflight.PreflightError(f"--prompts: {str(prompts)!r} is not a file")
+        preflight.check_probe(config, facts, prompts, prompts_field="--prompts", flags=True)
+        preflight.check_device(config.device, "--device", gpus_per_trial=None, local=True)
 
 
 def _load_actor(path: Path, trust_remote_code: bool):

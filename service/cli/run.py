@@ -48,12 +48,20 @@ def run(
     from storage import init_database, repository, session_scope
     from storage.exceptions import NotFoundError
     from sweeps.nightly import compare_sweeps, exit_code
+    from sweeps.preflight import check_spec
     from sweeps.results import load_report_data
     from sweeps.spec import SweepSpec
 
     settings = load_settings(database_url=db, ray_address=ray_address)
     with user_errors():
         spec = SweepSpec.from_file(spec_file)
+        # Before the database, the report directory or Ray: a spec that can never run
+        # creates nothing.
+        check_spec(
+            spec,
+            trust_remote_code=settings.trust_remote_code,
+            local_devices=settings.ray_address is None,
+        )
         engine = init_database(settings.resolved_database_url)
     if compare_to not in ("last", "none"):
         with user_errors(), session_scope(engine, read_only=True) as session:
@@ -67,7 +75,7 @@ def run(
     comparison = None
     if compare_to != "none":
         with session_scope(engine, read_only=True) as session:
-            previous_id = compare_to
+            previous_id: str | None = compare_to
             if compare_to == "last":
                 previous = repository.latest_successful_sweep(
                     session, name=spec.name, exclude_id=result.outcome.sweep_id

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
-from sweeps.results import load_report_data
 
 from service.auth import require_read_access
 from service.deps import EngineDep
 from service.routes.sweeps import SweepId
 from service.schemas import ErrorBody
 from storage.engine import session_scope
-from sweeps.reports import build_report
 
 router = APIRouter(
     prefix="/sweeps",
@@ -35,6 +33,10 @@ router = APIRouter(
 def get_report(sweep_id: SweepId, engine: EngineDep) -> HTMLResponse:
     """The sweep's report as it stands (also while it runs); the PNG figures are inlined as
     data URIs, so the page has no other resources to fetch."""
+    # Imported here: the report pulls in matplotlib, which the rest of the API never needs.
+    from sweeps.reports import build_report
+    from sweeps.results import load_report_data
+
     with session_scope(engine, read_only=True) as session:
         data = load_report_data(session, sweep_id=sweep_id)
     return HTMLResponse(build_report(data).to_html())

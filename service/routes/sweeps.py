@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from pydantic import BaseModel
@@ -41,12 +41,11 @@ def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
 
 def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
     with session_scope(engine, read_only=True) as session:
-        sweep = repository.get_sweep(session, sweep_id=sweep_id)
-        front = repository.get_front(session, sweep_id=sweep_id)
-    return _json(ParetoFrontBody.of(sweep, front))
+        spec, front = repository.get_spec_and_front(session, sweep_id=sweep_id)
+    return _json(ParetoFrontBody.of(sweep_id, spec, front))
 
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing bearer token"},
     403: {"model": ErrorBody, "description": "Invalid bearer token"},
     404: {"model": ErrorBody, "description": "No such sweep (or trial)"},
@@ -101,9 +100,15 @@ def create_sweep(
     engine: EngineDep,
 ) -> SweepCreated:
     """Check the spec (schema; model paths exist under the model roots; checkpoints
-    merge-compatible from their headers; benchmark tasks known) and queue it. Nothing is queued
+    merge-compatible from their headers; prompts, batch and response budget fit the actor;
+    reward head, tokenizer, devices and benchmark tasks usable) and queue it. Nothing is queued
     if any check fails. A worker picks the sweep up; poll `GET /sweeps/{id}`."""
-    checked = validate_spec(spec, settings.resolved_model_roots)
+    checked = validate_spec(
+        spec,
+        settings.resolved_model_roots,
+        trust_remote_code=settings.trust_remote_code,
+        local_devices=settings.ray_address is None,
+    )
     with session_scope(engine) as session:
         sweep = repository.create_sweep(
             session,
@@ -131,7 +136,7 @@ def list_sweeps(
         page = repository.list_sweeps(
             session, offset=offset, limit=limit, status=sweep_status, name=name
         )
-        return SweepPage.of(page)
+        return SweepPage.model_validate(page)
 
 
 @router.get(
@@ -161,7 +166,7 @@ def cancel_sweep(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> Sweep
     with session_scope(engine) as session:
         sweep = repository.request_cancel(session, sweep_id=sweep_id)
     cache.invalidate(sweep_id)
-    return SweepItem.of(sweep)
+    return SweepItem.model_validate(sweep)
 
 
 @router.get(
@@ -179,7 +184,7 @@ def list_trials(
         page = repository.list_trials(
             session, sweep_id=sweep_id, offset=offset, limit=limit, state=state
         )
-        return TrialPage.of(page)
+        return TrialPage.model_validate(page)
 
 
 @router.get(
@@ -195,7 +200,8 @@ def get_trial(
 ) -> TrialDetail:
     """Parameters, objective values, stability and benchmark metrics, and every probe step."""
     with session_scope(engine, read_only=True) as session:
-        return TrialDetail.of(repository.get_trial(session, sweep_id=sweep_id, number=number))
+        trial = repository.get_trial(session, sweep_id=sweep_id, number=number)
+        return TrialDetail.model_validate(trial)
 
 
 @router.get(

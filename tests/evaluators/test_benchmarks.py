@@ -232,10 +232,12 @@ def test_shipped_yamls_use_relative_paths_and_render_absolute(tmp_path: Path) ->
         assert data_file.parent == TASKS_DIR
 
 
-def test_importing_evaluators_stays_light_and_forces_offline() -> None:
+def test_importing_evaluators_stays_light_and_goes_offline_at_use() -> None:
     code = (
         "import os, sys, evaluators, evaluators.benchmarks\n"
         "assert 'lm_eval' not in sys.modules and 'datasets' not in sys.modules\n"
+        "assert os.environ['HF_HUB_OFFLINE'] == '0' and 'HF_DATASETS_OFFLINE' not in os.environ\n"
+        "evaluators.benchmarks._prepare_environment()\n"
         "assert os.environ['HF_DATASETS_OFFLINE'] == os.environ['HF_HUB_OFFLINE'] == '1'\n"
     )
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "0"}
@@ -246,7 +248,8 @@ def test_offline_switch_reaches_an_already_imported_datasets() -> None:
     code = (
         "import datasets, huggingface_hub.constants as hub\n"
         "assert not datasets.config.HF_HUB_OFFLINE\n"
-        "import evaluators.benchmarks\n"
+        "from evaluators._offline import force_offline\n"
+        "force_offline()\n"
         "assert datasets.config.HF_HUB_OFFLINE and hub.HF_HUB_OFFLINE\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PATH": "/usr/bin"})

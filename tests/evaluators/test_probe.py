@@ -67,7 +67,7 @@ class FakeScriptedBackend(ProbeBackend):
     script: ClassVar[Sequence[StepMetrics]] = ()
     emitted: ClassVar[list[int]] = []
 
-    def run(self, *, actor, tokenizer, reward, prompts, config, emit) -> None:
+    def run(self, *, actor, tokenizer, reward, prompts, config, emit, prompt=None) -> None:
         for metrics in self.script[: config.steps]:
             responses = [
                 ProbeResponse(

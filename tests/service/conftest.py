@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import threading
 import time
@@ -20,6 +22,13 @@ from storage import init_database
 from tests.tiny_models import make_checkpoint, make_family, tiny_config, tiny_tokenizer
 
 TOKEN = "test-token-0123456789abcdef"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On CI a browser test must run: a missing chromium fails it instead of skipping it."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if item.get_closest_marker("browser") and os.environ.get("CI") and not Path(chromium).exists():
+        pytest.fail("CI: Debian's chromium is not installed (apt-get install -y chromium)")
 
 
 def free_port() -> int:

@@ -220,7 +220,7 @@ def test_unknown_benchmark_task(open_api: httpx.Client, model_root: ModelRoot) -
 def test_include_path_tasks(open_api: httpx.Client, model_root: ModelRoot) -> None:
     tasks = model_root.root / "my-tasks"
     tasks.mkdir(exist_ok=True)
-    (tasks / "mine.yaml").write_text("task: my_task\nprocess_docs: !function utils.docs\n")
+    (tasks / "mine.yaml").write_text("task: my_task\ndataset_path: json\n")
     before = _queued(open_api)
     spec = model_root.spec(
         benchmarks={"tasks": ["my_task"], "report": [], "include_path": str(model_root.outside)}

@@ -286,10 +286,17 @@ BAD_INPUTS = {
         IncompatibleCheckpointsError,
         "architecture mismatch: ['LlamaForCausalLM'] vs ['Qwen2ForCausalLM']",
     ),
-    "vocab mismatch": (
-        lambda tmp, base, sfts: {"sfts": [sfts[0], _mismatched(tmp, vocab_size=72)]},
+    "vocab mismatch without a tokenizer": (
+        lambda tmp, base, sfts: {
+            "sfts": [sfts[0], _mismatched(tmp, vocab_size=72, with_tokenizer=False)]
+        },
         IncompatibleCheckpointsError,
-        "vocabulary size mismatch: 64 vs 72",
+        "vocabulary sizes differ (64 vs 64 vs 72), but sft[1]",
+    ),
+    "unknown tokenizer source": (
+        lambda tmp, base, sfts: {"tokenizer_source": str(tmp)},
+        MergeOptionError,
+        "is neither 'base', 'union' nor one of the merged checkpoints",
     ),
     "tied vs untied embeddings": (
         lambda tmp, base, sfts: {"sfts": [sfts[0], _mismatched(tmp, tie_word_embeddings=True)]},

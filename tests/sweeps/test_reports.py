@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 def _steps(start_length: float, slope: float) -> list[dict[str, float]]:
     return [
-        {"step": s, "length_mean": start_length + slope * s, "reward": 0.1 * s, "kl": 0.01 * s}
+        {"step": s, "length_mean": start_length + slope * s, "reward_mean": 0.1 * s, "kl": 0.01 * s}
         for s in range(4)
     ]
 

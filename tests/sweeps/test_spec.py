@@ -36,6 +36,22 @@ def test_defaults() -> None:
     assert spec.reference_point == [0.0, 0.0]
     assert isinstance(spec.probe, ProbeConfig) and isinstance(spec.benchmarks, BenchmarkConfig)
     assert [p.candidate.alpha for p in spec.seed_points()] == [0.1, 0.2, 0.5, 0.7, 0.9]
+    # The default response budget fits the demo world's 128 positions with room for prompts.
+    assert spec.probe.response_length == 64
+
+
+def test_importing_the_spec_changes_no_environment() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "before = dict(os.environ)\n"
+        "import sweeps.spec, sweeps.preflight\n"
+        "assert dict(os.environ) == before\n"
+        "assert not {'torch', 'transformers', 'lm_eval', 'datasets'} & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_json_round_trip_is_identical() -> None:
@@ -80,6 +96,13 @@ def test_spec_is_frozen_and_forbids_unknown_keys() -> None:
         ({"resources": {"max_concurrent_trials": 0}}, "resources.max_concurrent_trials"),
         ({"name": "bad name!"}, "name"),
         ({"models": {**MODELS, "sft": []}}, "models.sft"),
+        ({"models": {**MODELS, "sft": ["/m/a"] * 17}}, "models.sft"),
+        ({"models": {**MODELS, "base": "/" + "m" * 5000}}, "models.base"),
+        ({"search": {"seed_points": [{"alpha": 0.5}] * 257}}, "search.seed_points"),
+        ({"probe": {"steps": 10**9}}, "probe.steps"),
+        ({"probe": {"response_length": 10**7}}, "probe.response_length"),
+        ({"benchmarks": {"selection": [f"t{i}" for i in range(65)]}}, "benchmarks.selection"),
+        ({"benchmarks": {"limit": 10**9}}, "benchmarks.limit"),
     ],
 )
 def test_invalid_specs_name_the_field(overrides: dict, message: str) -> None:
