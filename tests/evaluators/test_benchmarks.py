@@ -299,7 +299,9 @@ def test_unknown_metric_fails_before_scoring(tokenizer) -> None:
 
 def test_scores_a_tiny_model_offline(tiny_dirs, tokenizer, no_network) -> None:
     model = _load(tiny_dirs[0]).train()
-    config = _small(selection=["bai_facts_mc", {"name": "bai_arith_gen", "weight": 2}])
+    config = _small(
+        selection=["bai_facts_mc", {"name": "bai_arith_gen", "weight": 2}], max_gen_toks=32
+    )
     result = evaluate_benchmarks(model, tokenizer, config)
 
     assert list(result.per_task) == ["bai_facts_mc", "bai_arith_gen", "bai_arith_long_gen"]

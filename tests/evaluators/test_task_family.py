@@ -26,7 +26,7 @@ def test_problems_and_their_solutions() -> None:
     for problem in task.generate_problems(3, 200, "train", min_steps=2, max_steps=5):
         assert 2 <= len(problem.ops) <= 5
         values = [problem.operands[0], *(step[3] for step in problem.steps)]
-        assert 0 <= min(values) and max(values) <= task.MAX_VALUE
+        assert min(values) >= 0 and max(values) <= task.MAX_VALUE
         assert task.parse_problem(problem.question) == problem
         for solution in (problem.brief_solution, problem.verbose_solution):
             assert task.parse_answer(solution) == str(problem.answer)
