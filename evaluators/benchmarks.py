@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -279,7 +279,11 @@ def result_from_lm_eval(
     weights = {ref.name: ref.weight for ref in config.selection}
     roles: dict[str, list[TaskRole]] = {}
     refs: dict[str, TaskRef] = {}
-    for role, role_refs in (("selection", config.selection), ("report", config.report)):
+    role_lists: tuple[tuple[TaskRole, list[TaskRef]], ...] = (
+        ("selection", list(config.selection)),
+        ("report", list(config.report)),
+    )
+    for role, role_refs in role_lists:
         for ref in role_refs:
             roles.setdefault(ref.name, []).append(role)
             refs.setdefault(ref.name, ref)
@@ -568,7 +572,7 @@ class BenchmarkRunner:
         """
         from lm_eval.models.huggingface import HFLM
 
-        model.to(self.device)  # no-op when it is already there
+        cast(Any, model).to(self.device)  # no-op when it is already there
         return HFLM(pretrained=model, tokenizer=self.tokenizer, batch_size=self.config.batch_size)
 
     def score(self, model: PreTrainedModel | HFLM) -> BenchmarkResult:
@@ -666,7 +670,7 @@ def load_checkpoint(
             f"cannot load a causal LM from {source} (not a model directory, nor in the local "
             f"Hugging Face cache): {reason}"
         ) from exc
-    return model.to(target), tokenizer
+    return cast(Any, model).to(target), tokenizer
 
 
 def evaluate_checkpoint(

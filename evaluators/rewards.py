@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
 from evaluators.exceptions import EvaluatorError
@@ -79,7 +79,7 @@ def load_reward_model(
     *,
     dtype: torch.dtype = torch.float32,
     trust_remote_code: bool = False,
-) -> PreTrainedModel:
+) -> nn.Module:
     """Load a sequence-classification reward model (``num_labels=1``) from a local directory.
 
     Raises:
@@ -143,7 +143,7 @@ class _RuleScore(nn.Module):
             response = self.tokenizer.decode(
                 row_ids[context:][row_mask[context:]].tolist(), skip_special_tokens=True
             )
-            values.append(float(self.function(prompt, response)))
+            values.append(float(self.function(str(prompt), str(response))))
         scores = torch.tensor(values, dtype=torch.float32, device=packed.device)
         return scores[:, None, None].expand(-1, packed.shape[1], 1)
 

@@ -70,6 +70,14 @@ def _current(connection: Connection) -> str | None:
     return context.get_current_revision()
 
 
+def _driver(connection: Connection) -> Any:
+    """The DB-API connection under ``connection`` (always there while it is open)."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise MigrationError("the database connection was closed during a migration")
+    return driver
+
+
 @contextmanager
 def _migration_connection(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as connection:
@@ -78,7 +86,7 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
             # A table rebuild (batch migration) drops the old table, and with foreign keys on
             # SQLite would cascade that drop into the child rows. The pragma only takes effect
             # outside a transaction, so set it on the raw connection before SQLAlchemy begins.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            _driver(connection).execute("PRAGMA foreign_keys = OFF")
         try:
             with connection.begin():
                 if not sqlite:
@@ -92,7 +100,7 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
                         raise MigrationError(f"migration broke foreign keys: {broken[:5]}")
         finally:
             if sqlite:
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                _driver(connection).execute("PRAGMA foreign_keys = ON")
 
 
 def upgrade_database(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:

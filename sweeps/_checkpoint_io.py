@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sweeps.exceptions import CheckpointNotFoundError, InvalidCheckpointError
 
@@ -227,7 +227,7 @@ class TensorReader:
         if buffer is None or buffer.numel() < nbytes:
             buffer = self._buffers[slot] = torch.empty(nbytes, dtype=torch.uint8)
         data = buffer[:nbytes]
-        self._read_into(info, memoryview(data.numpy()))
+        self._read_into(info, memoryview(cast(Any, data.numpy())))
         return data.view(getattr(torch, _TORCH_DTYPES[info.dtype])).view(info.shape)
 
     def _read_into(self, info: TensorInfo, target: memoryview) -> None:
@@ -328,7 +328,7 @@ class ShardedWriter:
             raise RuntimeError(
                 f"tensor {name!r} has {data.numel()} bytes, planned {expected.nbytes}"
             )
-        self._handle.write(memoryview(data.numpy()))
+        self._handle.write(memoryview(cast(Any, data.numpy())))
         self._position += 1
         at_end = self._position == len(self._order)
         if at_end or self._order[self._position][0] != shard_index:

@@ -168,14 +168,15 @@ def plan_vocab(layouts: Sequence[CheckpointLayout], source: str) -> VocabPlan | 
         if differ
         else f"tokenizer_source {source!r} matches rows by token"
     )
-    if any(size is None for size in sizes):
+    known_sizes = [size for size in sizes if size is not None]
+    if len(known_sizes) != len(sizes):
         raise IncompatibleCheckpointsError(f"{reason}, but a config has no vocab_size")
     tokenizers = [
         _load_tokenizer(layout, label, reason)
         for layout, label in zip(layouts, labels, strict=True)
     ]
     vocabs = [tokenizer.get_vocab() for tokenizer in tokenizers]
-    for vocab, size, label, layout in zip(vocabs, sizes, labels, layouts, strict=True):
+    for vocab, size, label, layout in zip(vocabs, known_sizes, labels, layouts, strict=True):
         largest = max(vocab.values(), default=-1)
         if largest >= size:
             raise IncompatibleCheckpointsError(
@@ -193,9 +194,9 @@ def plan_vocab(layouts: Sequence[CheckpointLayout], source: str) -> VocabPlan | 
     out_vocab = output.get_vocab()
     by_id = {index: token for token, index in out_vocab.items()}
     n_tokens = max(out_vocab.values()) + 1
-    rows = max(n_tokens, sizes[owner])
+    rows = max(n_tokens, known_sizes[owner])
     row_sources = []
-    for vocab, size in zip(vocabs, sizes, strict=True):
+    for vocab, size in zip(vocabs, known_sizes, strict=True):
         sources = []
         for row in range(rows):
             token = by_id.get(row)

@@ -64,7 +64,8 @@ class ModelShape:
 
     @classmethod
     def from_config(cls, config: dict, parameters: int) -> ModelShape:
-        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        text_config = config.get("text_config")
+        text = text_config if isinstance(text_config, dict) else {}
         merged = {**text, **config}
         hidden = int(merged["hidden_size"])
         heads = int(merged.get("num_attention_heads", 1))

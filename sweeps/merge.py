@@ -313,13 +313,12 @@ def preflight(
                     f"{other} in sft[{index}] {layout.path}: only float tensors can be merged"
                 )
     architectures = base_config.get("architectures") or ["?"]
-    vocab = _config_value(base_config, "vocab_size")
-    if vocab_plan is not None:
-        vocab = vocab_plan.rows
+    configured = _config_value(base_config, "vocab_size")
+    vocab = vocab_plan.rows if vocab_plan is not None else configured
 
     def output_shape(tensor: TensorInfo) -> tuple[int, ...]:
-        if tensor.name in vocab_names:
-            return (vocab, *tensor.shape[1:])
+        if vocab_plan is not None and tensor.name in vocab_names:
+            return (vocab_plan.rows, *tensor.shape[1:])
         return tensor.shape
 
     return MergePlan(
@@ -655,7 +654,9 @@ def _write_metadata(
         "accumulation_dtype": {
             _TORCH_NAMES[d]: _TORCH_NAMES[_ACCUMULATION[d]] for d in dtypes if d in _ACCUMULATION
         },
-        "dtype": _TORCH_NAMES[out_dtype] if out_dtype else "/".join(map(_TORCH_NAMES.get, dtypes)),
+        "dtype": (
+            _TORCH_NAMES[out_dtype] if out_dtype else "/".join(_TORCH_NAMES[d] for d in dtypes)
+        ),
         "tokenizer_from": str(tokenizer_dir.resolve()),
         # As asked (the vocabulary record below replaces it when rows were matched by token).
         "tokenizer_source": tokenizer_source,

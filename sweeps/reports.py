@@ -358,7 +358,7 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
         points = [xy(t, v) for t, v in scored if t.seed_kind == kind]
         if points:
             ax.scatter(
-                *zip(*points, strict=True),
+                *_columns(points),
                 marker=style["marker"],
                 color=style["color"],
                 s=60,
@@ -368,7 +368,7 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     if front_points:
         ax.plot(*zip(*front_points, strict=True), color="tab:blue", linewidth=1, zorder=0)
         ax.scatter(
-            *zip(*front_points, strict=True),
+            *_columns(front_points),
             facecolors="none",
             edgecolors="tab:blue",
             s=160,
@@ -398,6 +398,11 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     return _png(figure)
 
 
+def _columns(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The x and y columns of ``points``."""
+    return [x for x, _ in points], [y for _, y in points]
+
+
 def hypervolume_figure(data: SweepReportData) -> bytes:
     """Hypervolume after each finished trial."""
     figure = Figure(figsize=(6.4, 3.6))
@@ -405,7 +410,7 @@ def hypervolume_figure(data: SweepReportData) -> bytes:
     history = data.hypervolume_history()
     if history:
         ax.step(*zip(*history, strict=True), where="post", color="tab:blue")
-        ax.scatter(*zip(*history, strict=True), color="tab:blue", s=12)
+        ax.scatter(*_columns(history), color="tab:blue", s=12)
     reference = ", ".join(f"{o.name}={o.reference:g}" for o in data.objectives)
     ax.set_xlabel("finished trials")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

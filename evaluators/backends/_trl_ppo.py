@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from datasets import Dataset
@@ -95,7 +95,7 @@ def encode_prompts(
 
 def _value_model(
     actor: PreTrainedModel, reward: nn.Module | RewardFunction, config: ProbeConfig
-) -> PreTrainedModel:
+) -> nn.Module:
     source = config.value_model
     if source == "auto":
         source = "reward" if isinstance(reward, nn.Module) else "actor"
@@ -205,8 +205,9 @@ class _RecordingReward(nn.Module):
 
     def __init__(self, reward: nn.Module, recorder: _RolloutRecorder) -> None:
         super().__init__()
-        self.backbone = _RecordingBackbone(getattr(reward, reward.base_model_prefix), recorder)
-        self.score = _RecordingScore(reward.score, recorder)
+        prefix = str(reward.base_model_prefix)
+        self.backbone = _RecordingBackbone(getattr(reward, prefix), recorder)
+        self.score = _RecordingScore(cast(nn.Module, reward.score), recorder)
 
 
 def _population_std(values: Sequence[float]) -> float:
@@ -344,14 +345,16 @@ class TrlPpoBackend(ProbeBackend):
         with tempfile.TemporaryDirectory(prefix="bai-probe-") as output_dir:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                # TRL annotates these as PreTrainedModel but needs only the module interface
+                # (a backbone under ``base_model_prefix`` and a ``score`` head).
                 trainer = PPOTrainer(
                     args=ppo_config(config, output_dir, device),
                     processing_class=tokenizer,
                     model=actor,
-                    ref_model=reference,
-                    reward_model=_RecordingReward(reward_model, recorder),
+                    ref_model=cast(Any, reference),
+                    reward_model=cast(Any, _RecordingReward(reward_model, recorder)),
                     train_dataset=Dataset.from_dict({"input_ids": queries}),
-                    value_model=value_model,
+                    value_model=cast(Any, value_model),
                     callbacks=[_EmitEachUpdate(recorder, emit)],
                 )
             trainer.remove_callback(PrinterCallback)
