@@ -113,7 +113,7 @@ def _source_fingerprint() -> str:
 
     digest = hashlib.sha256()
     for module in (task_family, _corpus, _tokenizer, _training):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
 
 
@@ -527,7 +527,7 @@ def _evaluate_world(
     questions = [p.question for p in problems]
     answers = [p.answer for p in problems]
     sfts = [finetuned["sft_instruct"], finetuned["sft_reasoning"]]
-    named = [("base", base), *finetuned.items()]
+    named: list[tuple[str, Any]] = [("base", base), *finetuned.items()]
     named += [(f"merge_w0.5_alpha{alpha:g}", alpha) for alpha in ALPHA_GRID[:-1]]
     gate_task = add_task("precondition gates", total=len(named))
     scores: dict[str, dict[str, Any]] = {}
