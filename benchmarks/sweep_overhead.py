@@ -72,7 +72,7 @@ def _spec(world, n_trials: int, steps: int) -> dict:
             "models": {
                 "base": str(world.base),
                 "sft": [str(p) for p in world.sfts],
-                "reward": str(world.reward),
+                "reward_rule": world.reward_rule,
                 "prompts": str(world.prompts),
             },
             "search": {
@@ -81,7 +81,7 @@ def _spec(world, n_trials: int, steps: int) -> dict:
                 "seed_points": [{"alpha": a, "weights": [0.5, 0.5]} for a in alphas],
             },
             "probe": {"steps": steps, "batch_size": 4, "response_length": 24},
-            "benchmarks": {"selection": ["bai_arith_mc"], "report": [], "limit": 8},
+            "benchmarks": {"selection": ["bai_facts_mc"], "report": [], "limit": 8},
             "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1},
         }
     ).to_json_dict()
