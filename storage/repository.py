@@ -13,12 +13,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
     BindParameter,
     Select,
     String,
+    Table,
     and_,
     bindparam,
     func,
@@ -831,12 +832,11 @@ def replace_front(
         },
     )
     session.execute(statement, execution_options={"synchronize_session": False})
-    session.execute(
-        ParetoMember.__table__.delete().where(ParetoMember.__table__.c.sweep_id == sweep_id)
-    )
+    member_table = cast(Table, ParetoMember.__table__)
+    session.execute(member_table.delete().where(member_table.c.sweep_id == sweep_id))
     if numbers:
         session.execute(
-            ParetoMember.__table__.insert(),
+            member_table.insert(),
             [
                 {"sweep_id": sweep_id, "trial_id": ids[number], "position": position}
                 for position, number in enumerate(numbers)

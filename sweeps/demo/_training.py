@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -168,5 +168,6 @@ def seed_number_embeddings(
     angles = 2 * math.pi * values[:, None] / torch.tensor(NUMBER_PERIODS, dtype=torch.float32)
     features = scale * torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
     with torch.no_grad():
-        for embedding in (model.get_input_embeddings(), model.get_output_embeddings()):
+        embeddings = (model.get_input_embeddings(), model.get_output_embeddings())
+        for embedding in cast(tuple[Any, Any], embeddings):
             embedding.weight[ids, : features.shape[1]] = features

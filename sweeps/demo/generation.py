@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from evaluators.task_family import parse_answer
 
@@ -60,7 +60,7 @@ def generate(
             encoded = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
             encoded = {key: value.to(device) for key, value in encoded.items()}
             with torch.no_grad():
-                output = model.generate(
+                output = cast(Any, model).generate(
                     **encoded,
                     do_sample=False,
                     max_new_tokens=max_new_tokens,
@@ -71,7 +71,7 @@ def generate(
             for prompt, tokens in zip(chunk, new_tokens, strict=True):
                 finished = eos in tokens
                 kept = tokens[: tokens.index(eos) + 1] if finished else tokens
-                text = tokenizer.decode(kept, skip_special_tokens=True)
+                text = str(tokenizer.decode(kept, skip_special_tokens=True))
                 results.append(Generation(prompt, text.strip(), len(kept), finished))
     finally:
         model.train(was_training)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from evaluators import task_family as task
 from sweeps.exceptions import SweepsError
@@ -365,7 +365,7 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         base = LlamaForCausalLM(config)
         training.seed_number_embeddings(
             base,
-            {tokenizer.convert_tokens_to_ids(str(n)): n for n in NUMBER_RANGE},
+            {cast(int, tokenizer.convert_tokens_to_ids(str(n))): n for n in NUMBER_RANGE},
             recipe.number_feature_scale,
         )
         documents = corpus.pretraining_documents(train_facts, train, rng, recipe.pretrain_documents)
@@ -425,11 +425,12 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
             handle.write(json.dumps(row) + "\n")
 
     models = {}
-    for name, model in (("base", base), *finetuned.items()):
+    trained: dict[str, PreTrainedModel] = {"base": base, **finetuned}
+    for name, trained_model in trained.items():
         weights = root / MODEL_DIRS[name] / "model.safetensors"
         models[name] = {
             "path": MODEL_DIRS[name],
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in trained_model.parameters()),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "final_train_loss": round(final_losses[name], 4),
         }
