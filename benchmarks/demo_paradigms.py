@@ -3,7 +3,7 @@
 Both actors are built in memory by the merge engine (``MergeInputs.build_actor``):
 ``sft-reasoning`` is ``w = (0, 1), alpha = 0`` and the balanced BAI actor is
 ``w = (0.5, 0.5), alpha = 0.5`` (half base, half the equal mix of the two SFT models). Each is
-probed with the world's reward model and probe prompts, same config and seed, and the script
+probed with the world's reward rule and probe prompts, same config and seed, and the script
 prints both stability summaries, sample responses and writes the curves to one PNG.
 
     .venv/bin/python benchmarks/demo_paradigms.py                  # product defaults
@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / ".bai-sweep" / "demo-paradigms")
     parser.add_argument("--steps", type=int, default=35)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--response-length", type=int, default=96)
+    parser.add_argument("--response-length", type=int, default=128)
+    parser.add_argument("--truncation-penalty", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, default=None, help="default: ProbeConfig's")
     parser.add_argument("--kl-coef", type=float, default=None, help="default: ProbeConfig's")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +52,7 @@ def main() -> None:
 
     from evaluators.plots import plot_probe_curves
     from evaluators.probe import ProbeConfig, ProbeDivergedError, run_probe
+    from evaluators.reward_rules import REWARD_RULES
     from sweeps.demo import build_world, load_world
     from sweeps.merge import load_merge_inputs
 
@@ -60,6 +62,7 @@ def main() -> None:
         else build_world(args.world, seed=0, progress=True)
     )
     inputs = load_merge_inputs(world.base, world.sfts)
+    reward = REWARD_RULES[world.reward_rule]
     tokenizer = AutoTokenizer.from_pretrained(world.sft_reasoning)
     overrides = {
         name: value
@@ -71,6 +74,7 @@ def main() -> None:
         batch_size=args.batch_size,
         response_length=args.response_length,
         seed=args.seed,
+        missing_eos_penalty=args.truncation_penalty,
         early_stop=False,  # show the whole curve of both actors
         **overrides,
     )
@@ -81,7 +85,7 @@ def main() -> None:
         actor = inputs.build_actor(weights, alpha)
         started = time.perf_counter()
         try:
-            result = run_probe(actor, tokenizer, world.reward, world.prompts, config)
+            result = run_probe(actor, tokenizer, reward, world.prompts, config)
         except ProbeDivergedError as error:
             result = error.result
         results[label] = result

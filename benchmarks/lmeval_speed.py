@@ -75,10 +75,7 @@ def main() -> int:
             base=stage,
             instruct=stage,
             reasoning=stage,
-            reward=stage,
-            reward_train_problems=200,
             heldout_problems=20,
-            reward_heldout_problems=20,
             probe_prompts=8,
             enforce_gates=False,
         )

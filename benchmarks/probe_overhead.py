@@ -40,11 +40,13 @@ def _models(args: argparse.Namespace):
         )
         actor = AutoModelForCausalLM.from_pretrained(world.sft_reasoning)
         tokenizer = AutoTokenizer.from_pretrained(world.sft_reasoning)
-        reward = AutoModelForSequenceClassification.from_pretrained(world.reward)
+        # The world rewards with a rule; bare PPO needs a reward model, so both sides score with
+        # a sequence-classification model on the base's backbone (an untrained score head).
+        reward = AutoModelForSequenceClassification.from_pretrained(world.base, num_labels=1)
         from evaluators.probe import load_prompts
 
         return (
-            "demo world: sft-reasoning actor, world reward",
+            "demo world: sft-reasoning actor, reward model on the base backbone",
             actor,
             tokenizer,
             reward,

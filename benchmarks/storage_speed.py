@@ -86,7 +86,7 @@ def run(engine: Engine, *, trials: int, steps: int, repeats: int) -> dict[str, f
                 state="running" if running else "complete",
                 objectives=None if running else {"stability": values[0], "benchmark": values[1]},
                 stability=None if running else {"length_retention": values[0]},
-                benchmarks=None if running else {"bai_arith_mc": values[1]},
+                benchmarks=None if running else {"bai_facts_mc": values[1]},
             )
     trials_ms = (time.perf_counter() - start) * 1000
 

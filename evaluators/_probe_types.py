@@ -36,10 +36,11 @@ class ProbeConfig(BaseModel):
     """Mini-batches each rollout batch is split into for the PPO updates."""
     ppo_epochs: int = Field(1, ge=1, le=1000)
     """Passes over each rollout batch."""
-    response_length: int = Field(64, ge=1, le=1_048_576)
+    response_length: int = Field(128, ge=1, le=1_048_576)
     """Maximum new tokens per response; a response without EOS is cut here (truncated). The
     longest prompt plus this must fit the actor's positions (the pre-flight checks it); the
-    default fits the demo world (128 positions)."""
+    default fits the demo world (384 positions, prompts up to 13 tokens) and leaves room for
+    its reasoning model's chains (59-116 tokens)."""
     temperature: float = Field(0.7, gt=0)
     """Sampling temperature of the rollouts."""
     kl_coef: float = Field(0.05, ge=0)

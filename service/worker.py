@@ -1,13 +1,13 @@
 """The worker loop: take sweeps from the database queue and run them.
 
 Each iteration re-queues sweeps whose worker stopped heart-beating (they are resumed from
-their Optuna study by whoever claims them next), claims the oldest queued sweep atomically
-and hands it to :func:`sweeps.runner.run_sweep`, which heart-beats it, stops when a cancel is
-requested and sets its final status. Several workers share one queue (PostgreSQL:
-``FOR UPDATE SKIP LOCKED``).
+their Optuna study by whoever claims them next), takes a :class:`storage.SweepLease` on the
+oldest queued sweep and hands it to :func:`sweeps.runner.run_sweep`; the lease heart-beats
+the sweep, learns of cancel requests, and records how the run ended. Several workers share
+one queue (PostgreSQL: ``FOR UPDATE SKIP LOCKED``).
 
-Stopping: the first SIGTERM / SIGINT stops claiming and asks the running sweep to stop at its
-next trial boundary; the sweep is then handed back to the queue for another worker to resume.
+Stopping: the first SIGTERM / SIGINT stops claiming and asks the running sweep to stop; the
+sweep is then handed back to the queue for another worker to resume.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from service.settings import Settings
 from storage import repository
 from storage.engine import session_scope
 from storage.exceptions import DatabaseUnavailableError
-from storage.models import Sweep, SweepStatus
+from storage.lease import RunEnd, SweepLease
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +71,20 @@ class Worker:
         self._run_sweep = run_sweep
         self._run_options = dict(run_options or {})
         self.stop_event = threading.Event()
-        self.current_sweep: str | None = None
+        self.current: SweepLease | None = None
         self._signals_installed = False
 
+    @property
+    def current_sweep(self) -> str | None:
+        """The id of the sweep being run, if any."""
+        return self.current.sweep_id if self.current is not None else None
+
     def stop(self) -> None:
-        """Stop claiming; the running sweep (if any) stops at its next trial boundary."""
+        """Stop claiming; the running sweep (if any) stops and is handed back."""
         self.stop_event.set()
+        current = self.current
+        if current is not None:
+            current.request_stop()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         logger.warning(
@@ -106,10 +114,13 @@ class Worker:
             logger.error("sweep %s lost its worker too often: failed", sweep_id)
         return result
 
-    def claim(self) -> Sweep | None:
-        """Claim the oldest queued sweep, or return ``None``."""
-        with session_scope(self.engine) as session:
-            return repository.claim_next_sweep(session, worker_id=self.worker_id)
+    def claim(self) -> SweepLease | None:
+        """Take a lease on the oldest queued sweep, or return ``None``."""
+        return SweepLease.claim_next(
+            self.engine,
+            worker_id=self.worker_id,
+            heartbeat_interval=self.settings.heartbeat_interval,
+        )
 
     def run_one(self) -> str | None:
         """Reclaim stale sweeps, claim one and run it to its end.
@@ -120,24 +131,28 @@ class Worker:
         self.reclaim_stale()
         if self.stop_event.is_set():
             return None
-        sweep = self.claim()
-        if sweep is None:
+        lease = self.claim()
+        if lease is None:
             return None
-        self.current_sweep = sweep.id
-        resume = " (resuming)" if sweep.attempts > 1 else ""
-        logger.info("worker %s runs sweep %s%s", self.worker_id, sweep.id, resume)
+        resume = " (resuming)" if lease.resumed else ""
+        logger.info("worker %s runs sweep %s%s", self.worker_id, lease.sweep_id, resume)
+        self.current = lease
         try:
-            self._execute(sweep)
+            with lease:
+                if self.stop_event.is_set():  # stopped while claiming: hand it straight back
+                    lease.hand_back()
+                else:
+                    self._execute(lease)
         finally:
-            self.current_sweep = None
-        return sweep.id
+            self.current = None
+        return lease.sweep_id
 
-    def _execute(self, sweep: Sweep) -> None:
+    def _execute(self, lease: SweepLease) -> None:
         # The sweep runs in its own thread so that the main thread keeps our signal handlers:
         # ray.init() in the main thread would replace SIGTERM's by one that exits at once.
         results: dict[str, Any] = {}
         thread = threading.Thread(
-            target=self._run_in_thread, args=(sweep, results), name=f"sweep-{sweep.id}"
+            target=self._run_in_thread, args=(lease, results), name=f"sweep-{lease.sweep_id}"
         )
         thread.start()
         while thread.is_alive():
@@ -147,48 +162,26 @@ class Worker:
                 # outright; take the signals back while the sweep runs.
                 self.install_signal_handlers()
         error = results.get("error")
-        if error is not None:  # the runner records the failures it expects itself
-            logger.error("sweep %s crashed", sweep.id, exc_info=error)
-            self._fail_if_still_running(sweep.id, f"worker error: {type(error).__name__}: {error}")
+        if error is not None:  # the runner turns the failures it expects into an outcome
+            logger.error("sweep %s crashed", lease.sweep_id, exc_info=error)
+            lease.settle(RunEnd.FAILED, f"worker error: {type(error).__name__}: {error}")
             return
-        status = getattr(results.get("outcome"), "status", None)
-        logger.info("sweep %s ended: %s", sweep.id, status)
-        if status == "stopped":
-            self._release(sweep.id)
+        outcome = results["outcome"]
+        state = lease.settle(RunEnd(outcome.status), outcome.error)
+        logger.info("sweep %s ended: %s (lease %s)", lease.sweep_id, outcome.status, state.value)
 
-    def _run_in_thread(self, sweep: Sweep, results: dict[str, Any]) -> None:
+    def _run_in_thread(self, lease: SweepLease, results: dict[str, Any]) -> None:
         run_sweep = self._run_sweep or _real_run_sweep()
         try:
             results["outcome"] = run_sweep(
-                database_url=self.settings.resolved_database_url,
-                sweep_id=sweep.id,
+                lease=lease,
                 data_dir=self.settings.data_dir,
-                worker_id=self.worker_id,
                 ray_address=self.settings.ray_address,
-                heartbeat_interval=self.settings.heartbeat_interval,
-                should_stop=self.stop_event.is_set,
                 trust_remote_code=self.settings.trust_remote_code,
                 **self._run_options,
             )
         except Exception as exc:
             results["error"] = exc
-
-    def _fail_if_still_running(self, sweep_id: str, error: str) -> None:
-        with session_scope(self.engine) as session:
-            current = repository.get_sweep(session, sweep_id=sweep_id)
-            if current.status is SweepStatus.RUNNING and current.worker_id == self.worker_id:
-                repository.finish_sweep(
-                    session,
-                    sweep_id=sweep_id,
-                    status=SweepStatus.FAILED,
-                    error=error,
-                    worker_id=self.worker_id,
-                )
-
-    def _release(self, sweep_id: str) -> None:
-        with session_scope(self.engine) as session:
-            if repository.release_sweep(session, sweep_id=sweep_id, worker_id=self.worker_id):
-                logger.info("worker stopping: sweep %s handed back to the queue", sweep_id)
 
     def run(self, *, max_sweeps: int | None = None, idle_exit: bool = False) -> int:
         """Loop until :meth:`stop` (or ``max_sweeps`` sweeps ran, or the queue is empty with

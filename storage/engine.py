@@ -15,6 +15,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
     IntegrityError,
+    InterfaceError,
     NoSuchModuleError,
     OperationalError,
     SQLAlchemyError,
@@ -171,7 +172,8 @@ def translate_error(exc: SQLAlchemyError, engine: Engine | None = None) -> Stora
     detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
     if isinstance(exc, IntegrityError):
         return ConflictError(f"conflicting change{where}: {detail}")
-    if isinstance(exc, OperationalError):
+    lost_connection = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, OperationalError | InterfaceError) or lost_connection:
         return DatabaseUnavailableError(f"database unavailable{where}: {detail}")
     return StorageError(f"database error{where}: {detail}")
 

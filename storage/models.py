@@ -206,6 +206,8 @@ class Trial(Base):
     finished_at: Mapped[datetime | None]
     duration_s: Mapped[float | None] = mapped_column(Float)
     actor_path: Mapped[str | None] = mapped_column(Text)
+    #: Where the trial ran: ``<node ip>/<Ray node id>`` (None before it reported).
+    node: Mapped[str | None] = mapped_column(String(200))
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials", lazy="raise")
     steps: Mapped[list[TrialStep]] = relationship(

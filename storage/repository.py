@@ -13,12 +13,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import (
     BindParameter,
     Select,
     String,
+    Table,
     and_,
     bindparam,
     func,
@@ -577,6 +578,7 @@ def upsert_trial(
     finished_at: datetime | None = None,
     duration_s: float | None = None,
     actor_path: str | None = None,
+    node: str | None = None,
     now: datetime | None = None,
 ) -> Trial:
     """Create or update trial ``number`` of a sweep; safe to deliver twice.
@@ -610,6 +612,7 @@ def upsert_trial(
         "finished_at": finished_at,
         "duration_s": duration_s,
         "actor_path": actor_path,
+        "node": node,
     }
     statement = _insert(session, Trial).values(values)
     always = ("weights", "alpha", "state")
@@ -690,6 +693,30 @@ def record_steps(
         )
         session.execute(statement, ordered)
     return len(ordered)
+
+
+#: Error prefix of a trial its run left unfinished; such a trial is re-run, not counted.
+INTERRUPTED_PREFIX = "interrupted"
+
+
+def count_budget_trials(session: Session, *, sweep_id: str) -> int:
+    """Trials counted against a sweep's budget: finished and not interrupted.
+
+    The one definition of a sweep's progress (CLI, REST and reports): a trial whose run was
+    lost or stopped (error starting with :data:`INTERRUPTED_PREFIX`) is re-run on resume and
+    does not count.
+    """
+    interrupted = and_(Trial.state == TrialState.FAILED, Trial.error.like(f"{INTERRUPTED_PREFIX}%"))
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Trial.sweep_id == sweep_id,
+                Trial.state != TrialState.RUNNING,
+                or_(Trial.error.is_(None), ~interrupted),
+            )
+        )
+        or 0
+    )
 
 
 def fail_running_trials(
@@ -805,12 +832,11 @@ def replace_front(
         },
     )
     session.execute(statement, execution_options={"synchronize_session": False})
-    session.execute(
-        ParetoMember.__table__.delete().where(ParetoMember.__table__.c.sweep_id == sweep_id)
-    )
+    member_table = cast(Table, ParetoMember.__table__)
+    session.execute(member_table.delete().where(member_table.c.sweep_id == sweep_id))
     if numbers:
         session.execute(
-            ParetoMember.__table__.insert(),
+            member_table.insert(),
             [
                 {"sweep_id": sweep_id, "trial_id": ids[number], "position": position}
                 for position, number in enumerate(numbers)

@@ -12,6 +12,9 @@ told ``COMPLETE`` with their last values. This subclass decides the state itself
 - :meth:`BaiOptunaSearch.finish_unfinished` tells every trial still open after the Tuner
   returned (Tune's ``stop_all`` ends trials without telling the searcher).
 
+Every Optuna storage call (ask, decorations, tell) is retried through a database outage of up
+to :data:`STORAGE_RETRY_SECONDS`; a retried tell skips a trial the lost attempt already told.
+
 Just before telling, a ``before_tell`` hook may decorate the still-running Optuna trial (user
 attributes and artifacts can only be attached before a trial finishes).
 """
@@ -20,13 +23,16 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
+from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,30 @@ ERROR_KEY = "error"
 GENERIC_ERROR = "the trial raised an error (see the Ray logs)"
 #: Flattened result keys of the objectives are ``objectives/<name>``.
 OBJECTIVE_PREFIX = "objectives/"
+#: How long an Optuna storage call is retried while the database is unreachable (seconds).
+STORAGE_RETRY_SECONDS = 900.0
+
+T = TypeVar("T")
+
+
+def retry_storage(call: Callable[[], T], what: str, *, retry_for: float | None = None) -> T:
+    """Run ``call``, retrying it with backoff while the database is unreachable.
+
+    Raises:
+        The last storage error once ``retry_for`` (default :data:`STORAGE_RETRY_SECONDS`)
+        seconds passed without success.
+    """
+    deadline = time.monotonic() + (STORAGE_RETRY_SECONDS if retry_for is None else retry_for)
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except (StorageInternalError, OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("%s: database unavailable (%s); retrying", what, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dataclass(frozen=True)
@@ -66,7 +96,7 @@ def verdict_for(
     missing = [name for name, value in zip(objectives, values, strict=True) if value is None]
     if missing:
         return TrialVerdict(TrialState.FAIL, None, f"final metrics miss {', '.join(missing)}")
-    floats = [float(value) for value in values]
+    floats = [float(value) for value in values if value is not None]
     bad = [name for name, value in zip(objectives, floats, strict=True) if not math.isfinite(value)]
     if bad:
         return TrialVerdict(TrialState.FAIL, None, f"objective {', '.join(bad)} is not finite")
@@ -113,6 +143,7 @@ class BaiOptunaSearch(OptunaSearch):
     @property
     def study(self) -> optuna.Study:
         """The Optuna study trials are told to."""
+        assert self._ot_study is not None, "the searcher has no study yet"
         return self._ot_study
 
     def optuna_trial(self, trial_id: str) -> optuna.Trial | None:
@@ -126,6 +157,11 @@ class BaiOptunaSearch(OptunaSearch):
             for trial_id, trial in self._ot_trials.items()
             if trial_id not in self._completed_trials
         }
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        # An attempt lost mid-way may leave a half-asked trial RUNNING in the study: the run
+        # fails such strays when it ends (they hold no result).
+        return retry_storage(lambda: super(BaiOptunaSearch, self).suggest(trial_id), "ask")
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # No intermediate values: there is no pruner, and per-step reports do not carry the
@@ -158,21 +194,27 @@ class BaiOptunaSearch(OptunaSearch):
 
     def _tell(self, trial_id: str, verdict: TrialVerdict, result: Mapping[str, Any] | None) -> None:
         ot_trial = self._ot_trials[trial_id]
-        if self._before_tell is not None:
+        hook = self._before_tell
+        if hook is not None:
             try:
-                self._before_tell(trial_id, ot_trial, verdict, result)
+                retry_storage(lambda: hook(trial_id, ot_trial, verdict, result), "decorate")
             except Exception:  # decorations must never keep a trial open
                 logger.exception("decorating Optuna trial %d failed", ot_trial.number)
         if verdict.reason:
-            _set_attr(ot_trial, "fail_reason", verdict.reason)
+            reason = verdict.reason
+            retry_storage(lambda: ot_trial.set_user_attr("fail_reason", reason), "fail reason")
+
+        def tell(values: list[float] | None, state: TrialState) -> None:
+            self.study.tell(ot_trial, values, state=state, skip_if_finished=True)
+
         try:
-            self._ot_study.tell(ot_trial, verdict.values, state=verdict.state)
-        except Exception as exc:
+            retry_storage(lambda: tell(verdict.values, verdict.state), "tell")
+        except ValueError as exc:
             if verdict.state is not TrialState.COMPLETE:
                 raise
             logger.warning("Optuna refused trial %d's values (%s): told FAIL", ot_trial.number, exc)
             verdict = TrialVerdict(TrialState.FAIL, None, f"Optuna refused the values: {exc}")
-            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
+            retry_storage(lambda: tell(None, TrialState.FAIL), "tell")
         self.verdicts[trial_id] = verdict
         self._completed_trials.add(trial_id)
 
@@ -181,17 +223,3 @@ class BaiOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: a sweep resumes from its Optuna study in the database."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its config (this searcher included) when it starts; the hook links to
-        # the live run (database engine, threads) and is not needed by that copy.
-        state = self.__dict__.copy()
-        state["_before_tell"] = None
-        return state
-
-
-def _set_attr(trial: optuna.Trial, key: str, value: Any) -> None:
-    try:
-        trial.set_user_attr(key, value)
-    except Exception:
-        logger.exception("cannot set user attribute %s of Optuna trial %d", key, trial.number)

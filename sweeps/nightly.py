@@ -13,16 +13,9 @@ A drop beyond the tolerance is a regression (``bai-sweep run`` then exits with
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
-
-from storage import repository
-from storage.models import Sweep, SweepStatus
-from sweeps.exceptions import SweepRunError
 from sweeps.reports import SweepReportData
-from sweeps.spec import SweepSpec
 
 #: ``bai-sweep run`` exit codes.
 EXIT_OK = 0
@@ -125,59 +118,3 @@ def exit_code(status: str, comparison: Comparison | None) -> int:
     if comparison is not None and comparison.regressed:
         return EXIT_REGRESSION
     return EXIT_OK
-
-
-@dataclass(frozen=True)
-class ClaimedSweep:
-    """The sweep ``bai-sweep run`` is about to run."""
-
-    sweep_id: str
-    #: True if an unfinished sweep of the same name and spec is being resumed.
-    resumed: bool
-
-
-def claim_for_run(
-    session: Session,
-    *,
-    spec: SweepSpec,
-    worker_id: str,
-    worker_alive: Callable[[Sweep], bool],
-    fresh: bool = False,
-) -> ClaimedSweep:
-    """Claim the sweep a synchronous run should execute: resume or create.
-
-    An unfinished sweep with the same name and the same spec is resumed (a run that was killed
-    or lost its machine); one still held by a live worker (``worker_alive``) is refused.
-    Otherwise, or with ``fresh``, a new sweep is created. Either way it is claimed by
-    ``worker_id``.
-
-    Raises:
-        SweepRunError: The matching sweep is held by a live worker.
-    """
-    spec_json = spec.to_json_dict()
-    if not fresh:
-        for status in (SweepStatus.RUNNING, SweepStatus.QUEUED):
-            candidates = repository.list_sweeps(
-                session, name=spec.name, status=status, limit=repository.MAX_PAGE_SIZE
-            ).items
-            for sweep in candidates:
-                if sweep.spec != spec_json:
-                    continue
-                if status is SweepStatus.RUNNING:
-                    if worker_alive(sweep):
-                        raise SweepRunError(
-                            f"sweep {sweep.id} ({spec.name}) is being run by worker "
-                            f"{sweep.worker_id}; wait for it or pass --fresh"
-                        )
-                    repository.release_sweep(
-                        session, sweep_id=sweep.id, worker_id=sweep.worker_id or ""
-                    )
-                claimed = repository.claim_sweep(session, sweep_id=sweep.id, worker_id=worker_id)
-                if claimed is not None:
-                    return ClaimedSweep(claimed.id, resumed=True)
-    created = repository.create_sweep(
-        session, name=spec.name, spec=spec_json, n_trials=spec.search.n_trials
-    )
-    claimed = repository.claim_sweep(session, sweep_id=created.id, worker_id=worker_id)
-    assert claimed is not None
-    return ClaimedSweep(claimed.id, resumed=False)

@@ -1,73 +1,87 @@
 """The sweep runner: Optuna proposes ``(w, alpha)``, Ray Tune runs the trials, storage records.
 
-:func:`run_sweep` takes a sweep that a worker (or ``bai-sweep run``) has claimed, heart-beats
-it from a background thread, and runs its remaining trial budget:
+:func:`run_sweep` runs the remaining trial budget of a sweep whose :class:`SweepLease` the
+caller holds (a worker, or ``bai-sweep run``). It never changes the sweep's status: it reads
+the lease to know when to stop and why, and returns a :class:`SweepOutcome` whose
+:class:`RunEnd` the caller settles the lease with. Its rooms:
 
-1. The Optuna study (``RDBStorage`` on the sweep's own database, study name from the sweep
-   row) is created or loaded. Orphaned ``RUNNING`` trials of a lost run are told ``FAIL``
-   (user attribute ``interrupted``) and their ratios enqueued again; seed points are enqueued
-   once. The remaining budget is ``n_trials`` minus the trials that finished (interrupted
-   ones do not count).
-2. A Ray Tune ``Tuner`` runs that many trials through :class:`BaiOptunaSearch` with the
-   spec's resources and ``max_concurrent_trials``. Each trial (:func:`sweeps.trial.run_trial`
-   in a Ray actor that keeps its loaded inputs between trials) reports every probe step with
-   ``tune.report`` and then its final objectives.
-3. In the driver, a Tune callback streams steps and finished trials into the database and
-   recomputes the stored Pareto front (with its hypervolume) after every finished trial;
-   just before each Optuna trial is told, its stability and benchmark metrics become user
-   attributes and its curve PNG an Optuna artifact (for optuna-dashboard).
-4. A cancel request (seen by the heartbeat) stops the Tuner at once: the sweep ends
-   ``cancelled`` and running trials ``pruned``. A worker shutting down (``should_stop``) or
-   losing its claim stops too, leaving the interrupted trials to be re-run on resume.
+- the study (:mod:`sweeps._study`): create or resume the Optuna study, fail orphans, enqueue
+  seed points, seed the sampler from the study's history, decorate trials for the dashboard;
+- the Tune driver (:mod:`sweeps._tune_driver`): the trainable, the Tuner, the searcher
+  (:mod:`sweeps._optuna_search`), and the callbacks/stopper that report to this run;
+- the recorder (:mod:`sweeps._recorder`): the only writer of trials, steps and the front,
+  buffered and retried through database outages.
 
-Ray: ``ray_address`` connects to an existing cluster; otherwise a local instance sized to the
-machine is started (and shut down at the end). An already initialised Ray is reused.
+A cancel request stops the Tuner at once: running trials are told ``PRUNED`` and the run ends
+:attr:`RunEnd.CANCELLED`. A shutdown (lease ``STOPPING``) or a lost lease stops it too,
+leaving the interrupted trials to be re-run on resume. The front is exported (``export_front``)
+while the lease is still held.
+
+Ray: ``ray_address`` joins an existing cluster by its GCS address; otherwise a local instance
+sized to the machine is started (and shut down at the end). An initialised Ray is reused.
+Ray Client (``ray://``) is refused.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ray import tune
+from optuna.trial import TrialState
 
+from storage import repository
+from storage.engine import session_scope
+from storage.lease import LeaseState, RunEnd, SweepLease
 from sweeps._optuna_search import (
-    ERROR_KEY,
-    FINAL_KEY,
     GENERIC_ERROR,
     BaiOptunaSearch,
     TrialVerdict,
+    retry_storage,
+)
+from sweeps._ray_mode import check_ray_address
+from sweeps._recorder import Recorder, RecorderError
+from sweeps._study import (
+    INTERRUPTED_ATTR,
+    STATE_NAMES,
+    SweepStudy,
+    decorate_trial,
+    finished_rows,
+    open_study,
+    requeue,
+    study_storage,
+)
+from sweeps._tune_driver import (
+    PLACEMENT_KEY,
+    STEP_KEY,
+    SinkBeforeTell,
+    SpaceFunction,
+    ensure_ray,
+    run_tuner,
 )
 from sweeps.exceptions import SweepRunError, SweepsError
 from sweeps.memory_plan import check_trial_memory
-from sweeps.search_space import Candidate, SearchSpace, make_sampler
+from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
 
-if TYPE_CHECKING:
-    import optuna
-    from sqlalchemy import Engine
-
-__all__ = ["SweepOutcome", "SweepProgress", "run_sweep", "study_storage"]
+__all__ = [
+    "INTERRUPTED_ATTR",
+    "RunEnd",
+    "SweepOutcome",
+    "SweepProgress",
+    "run_sweep",
+    "study_storage",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Optuna user attribute marking a trial that a lost or stopped run left unfinished.
-INTERRUPTED_ATTR = "interrupted"
-#: Optuna study user attribute set once the seed points were enqueued.
-SEEDED_ATTR = "seed_points_enqueued"
-#: Result key of one probe step in a trial's per-step reports.
-STEP_KEY = "probe_step"
-
-_STATE_NAMES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned"}
-_ACTIVE_RUNS: dict[str, _SweepRun] = {}
+LOST_RUN = "interrupted: its run was lost before it finished (re-run on resume)"
+STOPPED_RUN = "interrupted: the sweep stopped before it finished"
 
 
 @dataclass(frozen=True)
@@ -89,16 +103,12 @@ class SweepProgress:
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    """How a :func:`run_sweep` call ended.
-
-    ``status`` is the sweep's final status (``succeeded``, ``failed``, ``cancelled``), or
-    ``stopped`` (the caller asked to stop: the sweep is still ``running`` and should be
-    released to the queue) or ``lost`` (another worker took the sweep over).
-    """
+    """How a :func:`run_sweep` call ended (the caller settles the lease with ``status``)."""
 
     sweep_id: str
-    status: str
+    status: RunEnd
     n_trials: int
+    #: Trials counted against the budget (interrupted ones are not).
     finished: int
     complete: int
     failed: int
@@ -111,112 +121,40 @@ class SweepOutcome:
     exported: dict[int, str] = field(default_factory=dict)
 
 
-def study_storage(database_url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage on the sweep database (psycopg 3 for PostgreSQL)."""
-    import optuna
-
-    from storage.engine import normalize_url
-
-    url = normalize_url(database_url)
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.get_backend_name() == "sqlite":
-        engine_kwargs = {"connect_args": {"timeout": 30}}
-    return optuna.storages.RDBStorage(
-        url.render_as_string(hide_password=False), engine_kwargs=engine_kwargs
-    )
-
-
-# --- the trial as Ray Tune runs it ------------------------------------------------------
-
-
-def tune_trainable(
-    config: dict[str, Any], *, spec_json: dict[str, Any], trust_remote_code: bool
-) -> None:
-    """Ray Tune function trainable: one trial, per-step and final results via ``tune.report``."""
-    from sweeps.trial import run_trial
-
-    spec = SweepSpec.model_validate(spec_json)
-    candidate = Candidate(tuple(float(w) for w in config["weights"]), float(config["alpha"]))
-
-    def report_step(step: Any) -> None:
-        tune.report({STEP_KEY: step.model_dump()})
-
-    try:
-        outcome = run_trial(
-            spec, candidate, on_step=report_step, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        tune.report({ERROR_KEY: f"{type(exc).__name__}: {exc}"})
-        raise
-    tune.report(
-        {
-            FINAL_KEY: True,
-            "objectives": outcome.objectives,
-            "stability": outcome.stability,
-            "benchmarks": outcome.benchmarks,
-            "probe": outcome.probe,
-            "timings": outcome.timings,
-        }
-    )
-
-
-@dataclass
-class _SpaceFunction:
-    """Optuna define-by-run space: samples a candidate, returns weights and seed kind too."""
-
-    space: SearchSpace
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        candidate = self.space.suggest(trial)
-        trial.set_user_attr("weights", list(candidate.weights))
-        return {"weights": list(candidate.weights), "seed_kind": trial.user_attrs.get("seed_kind")}
-
-
-# --- the driver-side run -------------------------------------------------------------------
-
-
 @dataclass
 class _TrialLive:
     number: int
     candidate: Candidate
     seed_kind: str | None
     started_at: datetime
+    node: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _SweepRun:
-    """Everything a running sweep shares between its driver-side pieces."""
+class _LiveSweep:
+    """The running sweep as the Tune driver sees it (a :class:`TrialSink`)."""
 
     def __init__(
         self,
         *,
-        engine: Engine,
-        sweep_id: str,
+        lease: SweepLease,
         spec: SweepSpec,
-        n_trials: int,
-        data_dir: Path,
+        recorder: Recorder,
         progress: Callable[[SweepProgress], None] | None,
     ) -> None:
-        self.engine = engine
-        self.sweep_id = sweep_id
+        self.lease = lease
+        self.sweep_id = lease.sweep_id
+        self.n_trials = lease.sweep.n_trials
         self.spec = spec
-        self.n_trials = n_trials
-        self.data_dir = data_dir
+        self.recorder = recorder
         self.progress = progress
-        self.space = spec.search_space()
         self.searcher: BaiOptunaSearch | None = None
         self.artifact_store: Any = None
         self.live: dict[str, _TrialLive] = {}
-        self.stop_event = threading.Event()
-        self.cancel_event = threading.Event()
-        self.lost_event = threading.Event()
         self.counts = {"complete": 0, "failed": 0, "pruned": 0}
         self.finished_before = 0
-        self.hypervolume: float | None = None
         self.trials_run = 0
-        self.lock = threading.Lock()
 
-    # progress ------------------------------------------------------------------------------
     def emit(self, event: str) -> None:
         if self.progress is None:
             return
@@ -232,7 +170,7 @@ class _SweepRun:
             failed=self.counts["failed"],
             pruned=self.counts["pruned"],
             running=running,
-            hypervolume=self.hypervolume,
+            hypervolume=self.recorder.hypervolume,
             event=event,
         )
         try:
@@ -240,124 +178,98 @@ class _SweepRun:
         except Exception:
             logger.exception("progress callback failed")
 
-    # Tune callback hooks -------------------------------------------------------------------
-    def trial_started(self, trial_id: str, config: Mapping[str, Any]) -> None:
-        from storage import repository
-        from storage.engine import session_scope
+    # --- TrialSink ---------------------------------------------------------------------
 
+    def should_stop(self) -> bool:
+        return self.lease.should_stop or self.recorder.error is not None
+
+    def trial_started(self, trial_id: str, config: Mapping[str, Any]) -> None:
         assert self.searcher is not None
         ot_trial = self.searcher.optuna_trial(trial_id)
         if ot_trial is None:
-            return
+            raise SweepRunError(f"Tune started trial {trial_id} that Optuna never proposed")
         candidate = Candidate(tuple(config["weights"]), float(config["alpha"]))
         live = _TrialLive(ot_trial.number, candidate, config.get("seed_kind"), _now())
         self.live[trial_id] = live
-        with session_scope(self.engine) as session:
-            repository.upsert_trial(
-                session,
-                sweep_id=self.sweep_id,
-                number=live.number,
-                weights=candidate.weights,
-                alpha=candidate.alpha,
-                state="running",
-                seed_kind=live.seed_kind,
-                started_at=live.started_at,
-            )
+        self._record_running(live)
         self.emit(f"trial #{live.number} started: {candidate.label()}")
 
-    def trial_step(self, trial_id: str, step: Mapping[str, Any]) -> None:
-        from storage import repository
-        from storage.engine import session_scope
+    def _record_running(self, live: _TrialLive) -> None:
+        self.recorder.trial_started(
+            live.number,
+            weights=live.candidate.weights,
+            alpha=live.candidate.alpha,
+            seed_kind=live.seed_kind,
+            started_at=live.started_at,
+            node=live.node,
+        )
 
+    def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         live = self.live.get(trial_id)
         if live is None:
+            return  # a result Tune delivers after the trial was finished and recorded
+        placement = result.get(PLACEMENT_KEY) or {}
+        if live.node is None and placement.get("node"):
+            live.node = str(placement["node"])
+            self._record_running(live)
+        if STEP_KEY not in result:
             return
-        row = dict(step)
-        row["reward"] = row.pop("reward_mean", None)
+        row = dict(result[STEP_KEY])
         live.steps.append(row)
-        with session_scope(self.engine) as session:
-            repository.record_steps(
-                session, sweep_id=self.sweep_id, trial_number=live.number, steps=[row]
-            )
+        self.recorder.steps(live.number, [row])
         self.emit(f"trial #{live.number} step {row['step']}")
 
     def before_tell(
         self,
         trial_id: str,
-        ot_trial: optuna.Trial,
+        ot_trial: Any,
         verdict: TrialVerdict,
         result: Mapping[str, Any] | None,
     ) -> None:
-        """Set a complete trial's constraints and decorate it for the dashboard before it is
-        told."""
-        from optuna.trial import TrialState
-
-        from sweeps.constraints import constraints_from_result, set_trial_constraints
-        from sweeps.reports import TrialRecord, trial_curves_figure
-
-        result = result or {}
-        if verdict.state is TrialState.COMPLETE:
-            set_trial_constraints(ot_trial, constraints_from_result(result))
-        prefixes = ("stability/", "benchmarks/", "probe/", "timings/")
-        for key, value in result.items():
-            scalar = isinstance(value, int | float | str | bool) or value is None
-            if key.startswith(prefixes) and scalar:
-                ot_trial.set_user_attr(key, value)
         live = self.live.get(trial_id)
-        if live is None or not live.steps or self.artifact_store is None:
+        if live is None:
             return
-        from optuna.artifacts import upload_artifact
-
-        record = TrialRecord(
+        decorate_trial(
+            ot_trial,
+            result,
+            verdict=verdict,
             number=live.number,
             weights=live.candidate.weights,
             alpha=live.candidate.alpha,
-            state=_STATE_NAMES.get(verdict.state.name, "failed"),
             seed_kind=live.seed_kind,
             steps=live.steps,
+            artifact_store=self.artifact_store,
         )
-        with tempfile.TemporaryDirectory(prefix="bai-sweep-curve-") as tmp:
-            path = Path(tmp) / f"trial-{live.number}-curves.png"
-            path.write_bytes(trial_curves_figure(record))
-            upload_artifact(
-                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=ot_trial
-            )
 
     def trial_finished(
         self, trial_id: str, result: Mapping[str, Any], error_text: str | None
     ) -> None:
-        from storage import repository
-        from storage.engine import session_scope
-        from sweeps.results import update_front
-
         assert self.searcher is not None
-        live = self.live.pop(trial_id, None)
         verdict = self.searcher.verdicts.get(trial_id)
+        live = self.live.get(trial_id)
         if live is None or verdict is None:
-            return
-        state = _STATE_NAMES[verdict.state.name]
+            return  # not told yet: the run's end tells and records it
+        del self.live[trial_id]
+        state = STATE_NAMES[verdict.state.name]
         error = verdict.reason
         if error == GENERIC_ERROR and error_text:
             error = error_text
+        placement = result.get(PLACEMENT_KEY) or {}
         finished_at = _now()
-        with session_scope(self.engine) as session:
-            repository.upsert_trial(
-                session,
-                sweep_id=self.sweep_id,
-                number=live.number,
-                weights=live.candidate.weights,
-                alpha=live.candidate.alpha,
-                state=state,
-                seed_kind=live.seed_kind,
-                objectives=result.get("objectives") if state == "complete" else None,
-                stability=result.get("stability"),
-                benchmarks=result.get("benchmarks"),
-                error=error,
-                finished_at=finished_at,
-                duration_s=(finished_at - live.started_at).total_seconds(),
-            )
-            front = update_front(session, sweep_id=self.sweep_id)
-        self.hypervolume = front.hypervolume
+        self.recorder.trial_finished(
+            live.number,
+            weights=live.candidate.weights,
+            alpha=live.candidate.alpha,
+            state=state,
+            seed_kind=live.seed_kind,
+            objectives=result.get("objectives") if state == "complete" else None,
+            stability=result.get("stability"),
+            benchmarks=result.get("benchmarks"),
+            error=error,
+            finished_at=finished_at,
+            duration_s=(finished_at - live.started_at).total_seconds(),
+            node=live.node or placement.get("node"),
+        )
         if not (verdict.reason or "").startswith("interrupted"):
             self.counts[state] += 1
             self.trials_run += 1
@@ -368,399 +280,130 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _error_text(tune_trial: Any) -> str | None:
-    """The last line of a Tune trial's error (the exception and its message)."""
-    error_file = getattr(tune_trial, "error_file", None)
-    if not error_file or not os.path.isfile(error_file):
-        return None
-    try:
-        lines = [line.strip() for line in Path(error_file).read_text().splitlines() if line.strip()]
-    except OSError:
-        return None
-    return lines[-1] if lines else None
-
-
-class _SweepRecorder(tune.Callback):
-    """Streams a sweep's trials into the database (runs in the Tune driver).
-
-    Holds only the sweep id: Tune pickles its run config, the live run stays in this process.
-    """
-
-    def __init__(self, sweep_id: str) -> None:
-        self.sweep_id = sweep_id
-
-    def _run(self) -> _SweepRun | None:
-        return _ACTIVE_RUNS.get(self.sweep_id)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run = self._run()
-        if run is not None:
-            run.trial_started(trial.trial_id, trial.config)
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        run = self._run()
-        if run is not None and STEP_KEY in result:
-            run.trial_step(trial.trial_id, result[STEP_KEY])
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run = self._run()
-        if run is not None:
-            run.trial_finished(trial.trial_id, trial.last_result or {}, _error_text(trial))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run = self._run()
-        if run is not None:
-            run.trial_finished(trial.trial_id, trial.last_result or {}, _error_text(trial))
-
-
-class _SweepStopper(tune.Stopper):
-    """Stops the whole Tuner once the run's stop event is set (cancel, shutdown, lost claim)."""
-
-    def __init__(self, sweep_id: str) -> None:
-        self.sweep_id = sweep_id
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        run = _ACTIVE_RUNS.get(self.sweep_id)
-        return run is not None and run.stop_event.is_set()
-
-
-class _BeforeTell:
-    """Picklable link from the searcher to the live run's :meth:`_SweepRun.before_tell`."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __call__(self, *args: Any) -> None:
-        run = _ACTIVE_RUNS.get(self.key)
-        if run is not None:
-            run.before_tell(*args)
-
-
-# --- the study: resume and seed points ------------------------------------------------------
-
-
-def _finished_count(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
-
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        and not t.user_attrs.get(INTERRUPTED_ATTR)
-    )
-
-
-def _prepare_study(
-    study: optuna.Study,
-    storage: optuna.storages.BaseStorage,
-    space: SearchSpace,
-    spec: SweepSpec,
-    *,
-    reason: str,
-) -> list[int]:
-    """Fail orphaned RUNNING trials (re-enqueueing their ratios) and enqueue the seed points.
-
-    Returns:
-        The numbers of the orphaned trials.
-    """
-    from optuna.trial import TrialState
-
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in orphans:
-        # A trial of another (dead) process: only the storage can still decorate it.
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        study.tell(trial.number, state=TrialState.FAIL)
-        user_attrs = {"retry_of": trial.number}
-        if trial.user_attrs.get("seed_kind"):
-            user_attrs["seed_kind"] = trial.user_attrs["seed_kind"]
-        study.enqueue_trial(dict(trial.params), user_attrs=user_attrs)
-    if not study.user_attrs.get(SEEDED_ATTR):
-        for point in spec.seed_points():
-            study.enqueue_trial(
-                space.params(point.candidate),
-                user_attrs={"seed_kind": point.kind},
-                skip_if_exists=True,
-            )
-        study.set_user_attr(SEEDED_ATTR, True)
-    return [t.number for t in orphans]
-
-
-def _interrupt_open_trials(run: _SweepRun, reason: str) -> None:
-    """Tell still-open trials FAIL as interrupted and enqueue their ratios again."""
-    from optuna.trial import TrialState
-
-    assert run.searcher is not None
-    study = run.searcher.study
-    open_trials = run.searcher.open_trials()
-    for trial in open_trials.values():
-        trial.set_user_attr(INTERRUPTED_ATTR, True)
-    told = run.searcher.finish_unfinished(TrialState.FAIL, reason)
-    for trial_id in told:
-        trial = open_trials[trial_id]
-        attrs: dict[str, Any] = {"retry_of": trial.number}
-        if trial.user_attrs.get("seed_kind"):
-            attrs["seed_kind"] = trial.user_attrs["seed_kind"]
-        if trial.params:
-            study.enqueue_trial(dict(trial.params), user_attrs=attrs)
-
-
-# --- Ray -----------------------------------------------------------------------------------------
-
-
-def _ensure_ray(ray_address: str | None) -> bool:
-    """Connect to or start Ray; return True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if ray_address:
-        ray.init(address=ray_address, log_to_driver=False)
-    else:
-        ray.init(
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    return True
-
-
-def _configure_tune_environment() -> None:
-    # Per-step reports do not carry the objectives; Tune's strict check would reject them.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    # Our callback records everything; Tune's CSV/JSON/TensorBoard loggers only cost time.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Without those loggers Tune's result grid cannot read metrics back, and says so; the
-    # sweep's results live in the database.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-
-
-# --- heartbeat -----------------------------------------------------------------------------------
-
-
-def _heartbeat_loop(
-    run: _SweepRun,
-    *,
-    worker_id: str,
-    interval: float,
-    should_stop: Callable[[], bool] | None,
-    done: threading.Event,
-) -> None:
-    from storage import repository
-    from storage.engine import session_scope
-
-    while True:
-        try:
-            with session_scope(run.engine) as session:
-                beat = repository.heartbeat(session, sweep_id=run.sweep_id, worker_id=worker_id)
-            if not beat.owned:
-                logger.warning(
-                    "sweep %s is no longer held by %s: stopping", run.sweep_id, worker_id
-                )
-                run.lost_event.set()
-                run.stop_event.set()
-            elif beat.cancel_requested:
-                run.cancel_event.set()
-                run.stop_event.set()
-        except Exception:
-            logger.exception("heartbeat of sweep %s failed", run.sweep_id)
-        # Check the caller's stop flag often, the database once per interval.
-        deadline = time.monotonic() + interval
-        while time.monotonic() < deadline:
-            if should_stop is not None and should_stop():
-                run.stop_event.set()
-            if done.wait(min(0.5, interval)):
-                return
-
-
-# --- the entry point --------------------------------------------------------------------------
-
-
 def run_sweep(
     *,
-    database_url: str,
-    sweep_id: str,
+    lease: SweepLease,
     data_dir: str | Path,
-    worker_id: str,
     ray_address: str | None = None,
     progress: Callable[[SweepProgress], None] | None = None,
-    heartbeat_interval: float = 10.0,
-    should_stop: Callable[[], bool] | None = None,
     trust_remote_code: bool = False,
 ) -> SweepOutcome:
-    """Run (or resume) a claimed sweep to its end and record its final status.
+    """Run (or resume) the leased sweep until its budget is spent or the lease says stop.
 
     Args:
-        database_url: The database holding the sweep, its trials and its Optuna study.
-        sweep_id: A sweep in status ``running`` claimed by ``worker_id``.
+        lease: The held lease of the sweep (its engine is the one database connection pool
+            of our tables; Optuna keeps its own on the same URL).
         data_dir: Working directory: Optuna artifacts (``artifacts/``), Ray results
             (``ray-results/``) and exported front actors (``exports/<sweep id>/``).
-        worker_id: The claimant; heartbeats are sent under this id.
-        ray_address: An existing Ray cluster; default a local Ray sized to this machine.
+        ray_address: GCS address of a Ray cluster; default a local Ray sized to this machine.
         progress: Called in the driver after every trial event with a :class:`SweepProgress`.
-        heartbeat_interval: Seconds between heartbeats (and cancel checks).
-        should_stop: Polled twice a second; once true the sweep stops and is left ``running``
-            (outcome ``stopped``) so that the caller can release it for a later resume.
         trust_remote_code: Let checkpoints run their own modelling code.
 
     Returns:
-        The outcome; the final status is already stored.
+        The outcome; the caller settles the lease with ``outcome.status``.
 
     Raises:
-        SweepRunError: The sweep does not exist or is not running under ``worker_id``.
+        SweepRunError: The lease is not held, or ``ray_address`` is a Ray Client address.
     """
-    from storage import repository
-    from storage.engine import create_engine_for, session_scope
-    from storage.exceptions import NotFoundError
-
     started = time.perf_counter()
+    check_ray_address(ray_address)
+    if lease.state in (LeaseState.RELEASED, LeaseState.FINISHED, LeaseState.LOST):
+        raise SweepRunError(f"the lease of sweep {lease.sweep_id} is {lease.state.value}")
     data_dir = Path(data_dir).expanduser().resolve()
-    engine = create_engine_for(database_url)
+    recorder = Recorder(lease.engine, lease.sweep_id, may_write=lambda: not lease.lost)
     try:
-        with session_scope(engine) as session:
-            sweep = repository.get_sweep(session, sweep_id=sweep_id)
-    except NotFoundError:
-        raise SweepRunError(f"sweep {sweep_id!r} does not exist") from None
-    if sweep.status.value != "running" or sweep.worker_id != worker_id:
-        raise SweepRunError(
-            f"sweep {sweep_id!r} is {sweep.status.value} (worker {sweep.worker_id!r}), "
-            f"not running under {worker_id!r}"
-        )
-    try:
-        spec = SweepSpec.model_validate(sweep.spec)
-    except Exception as exc:
-        return _finish(engine, sweep_id, worker_id, "failed", f"invalid spec: {exc}", started)
-    try:
+        spec = SweepSpec.model_validate(lease.sweep.spec)
         memory_warning = check_trial_memory(spec, trust_remote_code=trust_remote_code)
     except SweepsError as exc:
-        return _finish(engine, sweep_id, worker_id, "failed", str(exc), started)
-    if memory_warning:
-        logger.warning("sweep %s: %s", sweep_id, memory_warning)
-    run = _SweepRun(
-        engine=engine,
-        sweep_id=sweep_id,
-        spec=spec,
-        n_trials=sweep.n_trials,
-        data_dir=data_dir,
-        progress=progress,
-    )
-    done = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat_loop,
-        kwargs={
-            "run": run,
-            "worker_id": worker_id,
-            "interval": heartbeat_interval,
-            "should_stop": should_stop,
-            "done": done,
-        },
-        name=f"heartbeat-{sweep_id}",
-        daemon=True,
-    )
-    beat.start()
-    _ACTIVE_RUNS[sweep_id] = run
-    try:
-        status, error = _execute(
-            run,
-            study_name=sweep.study_name,
-            database_url=database_url,
-            ray_address=ray_address,
-            trust_remote_code=trust_remote_code,
-        )
+        recorder.close()
+        return _outcome(lease, RunEnd.FAILED, str(exc), started)
     except Exception as exc:
-        logger.exception("sweep %s failed", sweep_id)
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    finally:
-        done.set()
-        beat.join()
-        _ACTIVE_RUNS.pop(sweep_id, None)
+        recorder.close()
+        return _outcome(lease, RunEnd.FAILED, f"invalid spec: {exc}", started)
+    if memory_warning:
+        logger.warning("sweep %s: %s", lease.sweep_id, memory_warning)
+    run = _LiveSweep(lease=lease, spec=spec, recorder=recorder, progress=progress)
     exported: dict[int, str] = {}
-    if status == "succeeded" and spec.export_front:
-        try:
-            exported = _export_front(run, worker_id)
-        except Exception as exc:
-            logger.exception("exporting the front of sweep %s failed", sweep_id)
-            status, error = "failed", f"exporting the front failed: {type(exc).__name__}: {exc}"
-    return _finish(engine, sweep_id, worker_id, status, error, started, run=run, exported=exported)
+    try:
+        end, error = _execute(
+            run, data_dir=data_dir, ray_address=ray_address, trust=trust_remote_code
+        )
+        if end is RunEnd.SUCCEEDED and spec.export_front:
+            try:
+                exported = _export_front(run, data_dir)
+            except Exception as exc:
+                logger.exception("exporting the front of sweep %s failed", run.sweep_id)
+                end, error = (
+                    RunEnd.FAILED,
+                    f"exporting the front failed: {type(exc).__name__}: {exc}",
+                )
+            # Cancelled, stopped or lost during the export: that is how the run ended.
+            end, error = _stopped_end(lease) or (end, error)
+    except Exception as exc:
+        logger.exception("sweep %s failed", run.sweep_id)
+        end, error = RunEnd.FAILED, f"{type(exc).__name__}: {exc}"
+    try:
+        recorder.close()
+    except RecorderError as exc:
+        end, error = RunEnd.FAILED, f"results could not be stored: {exc}"
+    if lease.lost:
+        end, error = RunEnd.LOST, "another worker took the sweep over"
+    return _outcome(lease, end, error, started, run=run, exported=exported)
 
 
 def _execute(
-    run: _SweepRun,
-    *,
-    study_name: str,
-    database_url: str,
-    ray_address: str | None,
-    trust_remote_code: bool,
-) -> tuple[str, str | None]:
-    import optuna
+    run: _LiveSweep, *, data_dir: Path, ray_address: str | None, trust: bool
+) -> tuple[RunEnd, str | None]:
     from optuna.artifacts import FileSystemArtifactStore
-    from optuna.trial import TrialState
-
-    from storage import repository
-    from storage.engine import session_scope
 
     spec = run.spec
-    storage = study_storage(database_url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        directions=spec.directions,
-        load_if_exists=True,
+    url = run.lease.engine.url.render_as_string(hide_password=False)
+    study = retry_storage(
+        lambda: open_study(url, run.lease.sweep.study_name, spec), "opening the study"
     )
-    orphans = _prepare_study(
-        study, storage, run.space, spec, reason="interrupted: its run was lost before it finished"
-    )
-    with session_scope(run.engine) as session:
-        repository.fail_running_trials(
-            session,
-            sweep_id=run.sweep_id,
-            error="interrupted: its run was lost before it finished (re-run on resume)",
-        )
-        front = repository.get_front(session, sweep_id=run.sweep_id)
-    run.hypervolume = front.hypervolume if front else None
-    if orphans:
-        logger.info("sweep %s: re-enqueued interrupted trials %s", run.sweep_id, orphans)
-    run.finished_before = _finished_count(study)
+    if study.orphans:
+        logger.info("sweep %s: re-enqueued interrupted trials %s", run.sweep_id, study.orphans)
+    run.recorder.repair(finished_rows(study), interrupted_error=LOST_RUN)
+    run.finished_before = study.finished()
     remaining = run.n_trials - run.finished_before
     run.emit(f"resuming with {remaining} trials left" if run.finished_before else "starting")
     if remaining <= 0:
         return _final_status(run, study)
-
-    artifact_dir = run.data_dir / "artifacts"
+    artifact_dir = data_dir / "artifacts"
     artifact_dir.mkdir(parents=True, exist_ok=True)
     run.artifact_store = FileSystemArtifactStore(str(artifact_dir))
-    sampler = make_sampler(
-        spec.search.sampler, run.space, seed=spec.search.seed, grid_levels=spec.search.grid_levels
-    )
     searcher = BaiOptunaSearch(
-        _SpaceFunction(run.space),
+        SpaceFunction(study.space),
         objectives=spec.objective_names,
         directions=spec.directions,
-        sampler=sampler,
-        storage=storage,
-        study_name=study_name,
-        before_tell=_BeforeTell(run.sweep_id),
+        sampler=study.sampler(),
+        storage=study.storage,
+        study_name=study.name,
+        before_tell=SinkBeforeTell(run),
     )
     run.searcher = searcher
-    started_ray = _ensure_ray(ray_address)
+    started_ray = ensure_ray(ray_address)
     try:
-        _fit(run, searcher, remaining, trust_remote_code=trust_remote_code)
+        run_tuner(
+            spec=spec,
+            searcher=searcher,
+            sink=run,
+            num_samples=remaining,
+            results_dir=data_dir / "ray-results",
+            name=f"sweep-{run.sweep_id}",
+            trust_remote_code=trust,
+        )
     finally:
-        if run.cancel_event.is_set():
-            searcher.finish_unfinished(TrialState.PRUNED, "cancelled")
-        elif searcher.open_trials():
-            _interrupt_open_trials(run, "interrupted: the sweep stopped before it finished")
-        _record_open_trials(run)
+        # A lost sweep is another worker's: its resume failed our open trials already.
+        if run.lease.state is not LeaseState.LOST:
+            if run.lease.state is LeaseState.CANCELLING:
+                searcher.finish_unfinished(TrialState.PRUNED, "cancelled")
+            elif searcher.open_trials():
+                _interrupt_open_trials(run, study)
+            for trial_id in list(run.live):
+                if trial_id in searcher.verdicts:
+                    run.trial_finished(trial_id, {}, None)
+            study.interrupt_running(STOPPED_RUN)
         if started_ray:
             import ray
 
@@ -768,85 +411,56 @@ def _execute(
     return _final_status(run, study)
 
 
-def _fit(
-    run: _SweepRun, searcher: BaiOptunaSearch, remaining: int, *, trust_remote_code: bool
-) -> None:
-    _configure_tune_environment()
-    spec = run.spec
-    resources = {"cpu": spec.resources.cpus_per_trial}
-    if spec.resources.gpus_per_trial:
-        resources["gpu"] = spec.resources.gpus_per_trial
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            tune_trainable, spec_json=spec.to_json_dict(), trust_remote_code=trust_remote_code
-        ),
-        resources,
-    )
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            num_samples=remaining,
-            max_concurrent_trials=spec.resources.max_concurrent_trials,
-            reuse_actors=True,
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=f"sweep-{run.sweep_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}",
-            storage_path=str(run.data_dir / "ray-results"),
-            callbacks=[_SweepRecorder(run.sweep_id)],
-            stop=_SweepStopper(run.sweep_id),
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
-    )
-    tuner.fit()
-
-
-def _trial_dirname(trial: Any) -> str:
-    return f"trial-{trial.trial_id}"
-
-
-def _record_open_trials(run: _SweepRun) -> None:
-    """Write the verdicts of trials the Tuner ended without a callback into the database."""
+def _interrupt_open_trials(run: _LiveSweep, study: SweepStudy) -> None:
+    """Tell still-open trials FAIL as interrupted and enqueue their ratios again."""
     assert run.searcher is not None
-    for trial_id in list(run.live):
-        if trial_id in run.searcher.verdicts:
-            run.trial_finished(trial_id, {}, None)
+    open_trials = run.searcher.open_trials()
+    for trial in open_trials.values():
+        retry_storage(partial(trial.set_user_attr, INTERRUPTED_ATTR, True), "interrupt")
+    for trial_id in run.searcher.finish_unfinished(TrialState.FAIL, STOPPED_RUN):
+        retry_storage(partial(requeue, study.study, open_trials[trial_id]), "re-enqueue")
 
 
-def _final_status(run: _SweepRun, study: optuna.Study) -> tuple[str, str | None]:
-    from optuna.trial import TrialState
+def _stopped_end(lease: SweepLease) -> tuple[RunEnd, str | None] | None:
+    """How a run ends because of its lease (None while the lease is simply held)."""
+    if lease.state is LeaseState.LOST:
+        return RunEnd.LOST, "another worker took the sweep over"
+    if lease.state is LeaseState.CANCELLING:
+        return RunEnd.CANCELLED, None
+    if lease.state is LeaseState.STOPPING:
+        return RunEnd.STOPPED, None
+    return None
 
-    if run.lost_event.is_set():
-        return "lost", "another worker took the sweep over"
-    if run.cancel_event.is_set():
-        return "cancelled", None
-    if run.stop_event.is_set():
-        return "stopped", None
-    finished = _finished_count(study)
+
+def _final_status(run: _LiveSweep, study: SweepStudy) -> tuple[RunEnd, str | None]:
+    stopped = _stopped_end(run.lease)
+    if stopped is not None:
+        return stopped
+    if run.recorder.error is not None:
+        return RunEnd.FAILED, f"results could not be stored: {run.recorder.error}"
+    finished = study.finished()
     if finished < run.n_trials:
-        return "failed", f"only {finished} of {run.n_trials} trials finished"
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return "failed", "no trial completed (see the trials' errors)"
-    return "succeeded", None
+        return RunEnd.FAILED, f"only {finished} of {run.n_trials} trials finished"
+    if not study.any_complete():
+        return RunEnd.FAILED, "no trial completed (see the trials' errors)"
+    return RunEnd.SUCCEEDED, None
 
 
-def _export_front(run: _SweepRun, worker_id: str) -> dict[int, str]:
+def _export_front(run: _LiveSweep, data_dir: Path) -> dict[int, str]:
     """Write the merged actors of the final front (``exports/<sweep id>/trial-<n>``)."""
-    from storage import repository
-    from storage.engine import session_scope
     from sweeps.merge import merge_bai
 
-    with session_scope(run.engine) as session:
+    run.recorder.flush()
+    with session_scope(run.lease.engine, read_only=True) as session:
         front = repository.get_front(session, sweep_id=run.sweep_id)
     exported: dict[int, str] = {}
     if front is None:
         return exported
-    root = run.data_dir / "exports" / run.sweep_id
+    root = data_dir / "exports" / run.sweep_id
     models = run.spec.models
     for member in front.members:
+        if run.lease.should_stop:
+            break
         out = merge_bai(
             base=models.base,
             sfts=models.sft,
@@ -857,51 +471,27 @@ def _export_front(run: _SweepRun, worker_id: str) -> dict[int, str]:
             overwrite=True,
         )
         exported[member.trial_number] = str(out)
-        with session_scope(run.engine) as session:
-            trial = repository.get_trial(session, sweep_id=run.sweep_id, number=member.trial_number)
-            repository.upsert_trial(
-                session,
-                sweep_id=run.sweep_id,
-                number=trial.number,
-                weights=trial.weights,
-                alpha=trial.alpha,
-                state=trial.state,
-                actor_path=str(out),
-            )
+        run.recorder.actor_path(member.trial_number, str(out))
     return exported
 
 
-def _finish(
-    engine: Engine,
-    sweep_id: str,
-    worker_id: str,
-    status: str,
+def _outcome(
+    lease: SweepLease,
+    end: RunEnd,
     error: str | None,
     started: float,
     *,
-    run: _SweepRun | None = None,
+    run: _LiveSweep | None = None,
     exported: dict[int, str] | None = None,
 ) -> SweepOutcome:
-    from storage import repository
-    from storage.engine import session_scope
-    from storage.exceptions import ConflictError
-
-    with session_scope(engine) as session:
-        if status in ("succeeded", "failed", "cancelled"):
-            try:
-                repository.finish_sweep(
-                    session, sweep_id=sweep_id, status=status, error=error, worker_id=worker_id
-                )
-            except ConflictError as exc:
-                logger.warning("sweep %s could not be finished: %s", sweep_id, exc)
-                status, error = "lost", str(exc)
-        summary = repository.sweep_summary(session, sweep_id=sweep_id)
+    with session_scope(lease.engine, read_only=True) as session:
+        summary = repository.sweep_summary(session, sweep_id=lease.sweep_id)
+        finished = repository.count_budget_trials(session, sweep_id=lease.sweep_id)
     counts = {state.value: n for state, n in summary.trial_counts.items()}
     front = summary.front
-    finished = run.finished_before + sum(run.counts.values()) if run is not None else 0
     return SweepOutcome(
-        sweep_id=sweep_id,
-        status=status,
+        sweep_id=lease.sweep_id,
+        status=end,
         n_trials=summary.sweep.n_trials,
         finished=finished,
         complete=counts.get("complete", 0),

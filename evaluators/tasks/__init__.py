@@ -1,8 +1,9 @@
-"""The lm-eval task suite shipped with bai-sweep, matched to the demo world's arithmetic problems.
+"""The lm-eval task suite shipped with bai-sweep, matched to the demo world's two domains.
 
 Each task is an lm-eval YAML file in this directory with its JSONL data beside it
-(``make_data.py`` writes the data deterministically from :mod:`sweeps.demo.problems`, held-out
-split only). The YAML files name their data relative to themselves; lm-eval needs absolute
+(``make_data.py`` writes the data deterministically from :mod:`evaluators.task_family`,
+held-out split only): K (knowledge, the stand-in for MMLU) and R (multi-step arithmetic, the
+stand-in for MATH). The YAML files name their data relative to themselves; lm-eval needs absolute
 paths, so :func:`evaluators.benchmarks` renders them into a temporary directory at run time.
 
 A task's *role* says how a sweep uses it by default: ``selection`` tasks drive the search (their
@@ -35,22 +36,22 @@ SHIPPED_TASKS: dict[str, ShippedTask] = {
     task.name: task
     for task in (
         ShippedTask(
-            name="bai_arith_mc",
+            name="bai_facts_mc",
             role="selection",
             metric="acc,none",
-            description="1-3 step problems; pick ' answer N' among 4 choices by log-likelihood",
+            description="K: fact questions; pick ' answer X' among 4 choices by log-likelihood",
         ),
         ShippedTask(
             name="bai_arith_gen",
             role="selection",
             metric="exact_match,strict-match",
-            description="1-3 step problems; generate, extract 'answer N', exact match",
+            description="R: 2-4 step problems; reason freely, extract 'answer N', exact match",
         ),
         ShippedTask(
             name="bai_arith_long_gen",
             role="report",
             metric="exact_match,strict-match",
-            description="4-5 step problems (longer than training); generate, exact match",
+            description="R: 5-step problems (longer than training); generate, exact match",
         ),
     )
 }

@@ -1,52 +1,35 @@
 """Write the JSONL data of the shipped task suite (deterministic; the output is committed).
 
-Run ``python -m evaluators.tasks.make_data`` after changing this file, or with ``--check`` to
-verify that the committed files are up to date. Only held-out problems are used: the demo world
-never trains on them.
+Run ``python -m evaluators.tasks.make_data`` after changing this file or the task family, or
+with ``--check`` to verify that the committed files are up to date. Only held-out questions are
+used: the demo world never trains on them (its facts are in the base model's pretraining
+prose, as knowledge is, but never as a question with its answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
-from sweeps.demo.problems import MAX_VALUE, Problem, generate_problems
+from evaluators.task_family import Fact, Problem, facts, generate_problems
 
 from . import TASKS_DIR
 
 SEED = 20251123
-N_MC = 200
 N_GEN = 200
 N_LONG = 100
-N_CHOICES = 4
+LONG_STEPS = 5
 
 
-def _distractors(problem: Problem, rng: random.Random) -> list[int]:
-    """Plausible wrong answers: near misses, a tens slip, and a flipped operator."""
-    answer = problem.answer
-    candidates = {answer + delta for delta in (-2, -1, 1, 2, -10, 10)}
-    flipped = problem.operands[0]
-    for index, (op, operand) in enumerate(zip(problem.ops, problem.operands[1:], strict=True)):
-        last = index == len(problem.ops) - 1
-        plus = (op == "plus") != last
-        flipped = flipped + operand if plus else flipped - operand
-    candidates.add(flipped)
-    valid = sorted(c for c in candidates if 0 <= c <= MAX_VALUE and c != answer)
-    return rng.sample(valid, N_CHOICES - 1)
-
-
-def _mc_doc(problem: Problem) -> dict:
-    rng = random.Random(problem.question)
-    values = [problem.answer, *_distractors(problem, rng)]
-    rng.shuffle(values)
+def _facts_doc(fact: Fact) -> dict:
+    values, label = fact.choices()
     return {
-        "question": problem.question,
+        "question": fact.question,
         "choices": [f"answer {value}" for value in values],
-        "label": values.index(problem.answer),
-        "answer": problem.answer,
+        "label": label,
+        "answer": fact.answer,
     }
 
 
@@ -55,12 +38,12 @@ def _gen_doc(problem: Problem) -> dict:
 
 
 def build_task_data() -> dict[str, list[dict]]:
-    """The documents of every shipped task, keyed by task name (held-out problems only)."""
-    short = generate_problems(SEED, N_MC + N_GEN, "heldout", min_steps=1, max_steps=3)
-    long = generate_problems(SEED, N_LONG, "heldout", min_steps=4, max_steps=5)
+    """The documents of every shipped task, keyed by task name (held-out questions only)."""
+    problems = generate_problems(SEED, N_GEN, "heldout")
+    long = generate_problems(SEED, N_LONG, "heldout", min_steps=LONG_STEPS, max_steps=LONG_STEPS)
     return {
-        "bai_arith_mc": [_mc_doc(p) for p in short[:N_MC]],
-        "bai_arith_gen": [_gen_doc(p) for p in short[N_MC:]],
+        "bai_facts_mc": [_facts_doc(fact) for fact in facts("heldout")],
+        "bai_arith_gen": [_gen_doc(p) for p in problems],
         "bai_arith_long_gen": [_gen_doc(p) for p in long],
     }
 

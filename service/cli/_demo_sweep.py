@@ -28,15 +28,16 @@ DEMO_SWEEP: dict[str, Any] = {
     "probe": {
         "steps": 8,
         "batch_size": 8,
-        "response_length": 48,
+        "response_length": 128,
+        "missing_eos_penalty": 1.0,
         "kl_coef": 0.05,
         "learning_rate": 3.0e-5,
     },
     "benchmarks": {
-        "selection": ["bai_arith_mc"],
-        "report": ["bai_arith_gen"],
-        "limit": 40,
-        "batch_size": 16,
+        "selection": ["bai_facts_mc", "bai_arith_gen"],
+        "report": [],
+        "limit": 32,
+        "batch_size": 32,
     },
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent_trials": 2},
     "nightly": {"tolerance": 0.02},
@@ -50,7 +51,7 @@ def demo_sweep_spec(world: DemoWorld) -> SweepSpec:
     models = {
         "base": str(world.base),
         "sft": [str(path) for path in world.sfts],
-        "reward": str(world.reward),
+        "reward_rule": world.reward_rule,
         "prompts": str(world.prompts),
     }
     return SweepSpec.parse({**DEMO_SWEEP, "models": models}, source="demo sweep")

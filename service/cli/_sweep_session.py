@@ -8,9 +8,7 @@ then writes the report and prints the front.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -23,36 +21,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from sqlalchemy import Engine
 
-    from storage.models import Sweep
     from sweeps.reports import Report, SweepReportData
     from sweeps.runner import SweepOutcome, SweepProgress
     from sweeps.spec import SweepSpec
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def worker_alive(sweep: Sweep, *, stale_after: float) -> bool:
-    """Whether the worker holding ``sweep`` may still be running it.
-
-    A worker on this host (ids are ``host:pid:...``) is alive while its process exists; any
-    other worker while its heartbeat is younger than ``stale_after`` seconds.
-    """
-    from storage.models import utc_now
-
-    parts = (sweep.worker_id or "").split(":")
-    if len(parts) >= 2 and parts[0] == socket.gethostname() and parts[1].isdigit():
-        return _pid_alive(int(parts[1]))
-    if sweep.heartbeat_at is None:
-        return False
-    return (utc_now() - sweep.heartbeat_at).total_seconds() < stale_after
 
 
 class _ProgressView:
@@ -101,50 +72,48 @@ def run_synchronously(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from service.worker import default_worker_id
-    from storage import display_url, repository, session_scope
+    from storage import display_url, session_scope
+    from storage.lease import RunEnd, SweepLease, holder_alive
+    from sweeps._ray_mode import check_ray_address
     from sweeps.exceptions import SweepsError
-    from sweeps.nightly import claim_for_run
     from sweeps.reports import build_report
     from sweeps.results import load_report_data
     from sweeps.runner import run_sweep
 
     url = settings.resolved_database_url
-    worker_id = default_worker_id()
-    with user_errors(), session_scope(engine) as session:
-        claimed = claim_for_run(
-            session,
-            spec=spec,
-            worker_id=worker_id,
-            worker_alive=lambda sweep: worker_alive(sweep, stale_after=settings.stale_after),
+    with user_errors():
+        check_ray_address(settings.ray_address)
+        lease = SweepLease.for_run(
+            engine,
+            name=spec.name,
+            spec=spec.to_json_dict(),
+            n_trials=spec.search.n_trials,
+            worker_id=default_worker_id(),
+            holder_alive=lambda sweep: holder_alive(sweep, stale_after=settings.stale_after),
+            heartbeat_interval=settings.heartbeat_interval,
             fresh=fresh,
         )
-    verb = "resuming" if claimed.resumed else "running"
+    verb = "resuming" if lease.resumed else "running"
     console.print(
-        f"{verb} sweep {claimed.sweep_id} ({spec.name}, {spec.search.n_trials} trials) on "
+        f"{verb} sweep {lease.sweep_id} ({spec.name}, {spec.search.n_trials} trials) on "
         f"{display_url(url)}",
         highlight=False,
         soft_wrap=True,
     )
-    stop_requested = False
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        lease.request_stop()
         console.print(f"{signal.Signals(signum).name}: stopping (run the same command to resume)")
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     options: dict[str, Any] = {
-        "database_url": url,
-        "sweep_id": claimed.sweep_id,
+        "lease": lease,
         "data_dir": settings.data_dir,
-        "worker_id": worker_id,
         "ray_address": settings.ray_address,
-        "heartbeat_interval": settings.heartbeat_interval,
-        "should_stop": lambda: stop_requested,
         "trust_remote_code": settings.trust_remote_code,
     }
     try:
-        with user_errors(SweepsError, code=1):
+        with user_errors(SweepsError, code=1), lease:
             if console.is_terminal:
                 columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
                 with Progress(*columns, console=console, transient=True) as bar:
@@ -153,17 +122,16 @@ def run_synchronously(
             else:
                 options["progress"] = _ProgressView(None, spec.search.n_trials)
                 outcome = run_sweep(**options)
+            lease.settle(outcome.status, outcome.error)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if outcome.status == "stopped":
-        with session_scope(engine) as session:
-            repository.release_sweep(session, sweep_id=claimed.sweep_id, worker_id=worker_id)
-        raise fail(f"sweep {claimed.sweep_id} stopped; run the same command to resume", 1)
+    if outcome.status is RunEnd.STOPPED:
+        raise fail(f"sweep {lease.sweep_id} stopped; run the same command to resume", 1)
     with session_scope(engine, read_only=True) as session:
-        data = load_report_data(session, sweep_id=claimed.sweep_id)
+        data = load_report_data(session, sweep_id=lease.sweep_id)
     report = build_report(data)
-    directory = report.write(report_dir or settings.data_dir / "reports" / claimed.sweep_id)
+    directory = report.write(report_dir or settings.data_dir / "reports" / lease.sweep_id)
     return SessionResult(outcome, data, report, directory.resolve())
 
 

@@ -1,9 +1,10 @@
 """``bai-sweep demo``: build (or reuse) the demo world and run what the pipeline has on it.
 
-``bai-sweep demo build`` only builds the world and prints its quality gates. ``bai-sweep demo``
-builds it too, BAI-merges its checkpoints in memory and compares the greedy answers of base,
-both SFT models and the BAI actor on the probe prompts, then runs an 8-trial sweep on the
-world (``service.cli._demo_sweep``) and prints its Pareto front and where its report is.
+``bai-sweep demo build`` only builds the world and prints its scores and precondition gates.
+``bai-sweep demo`` builds it too, BAI-merges its checkpoints in memory and compares the greedy
+answers (K and R) of base, both SFT models and the BAI actor on the probe prompts, then runs
+an 8-trial sweep on the world (``service.cli._demo_sweep``) and prints its Pareto front and
+where its report is.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ProgressOption = Annotated[
 DEMO_WEIGHTS = (0.5, 0.5)
 DEMO_ALPHA = 0.5
 DEMO_PROMPTS = 64
+DEMO_NEW_TOKENS = 160
 SHOWN_EXAMPLES = 2
 
 
@@ -60,7 +62,7 @@ def demo(
 
 @demo_app.command()
 def build(out: OutOption = None, seed: SeedOption = 0, progress: ProgressOption = True) -> None:
-    """Build (or reuse, cached by recipe and seed) the demo world and print its quality gates."""
+    """Build (or reuse, cached by recipe and seed) the demo world and print its gates."""
     _print_gates(_build(out, seed, progress))
 
 
@@ -82,32 +84,43 @@ def _print_gates(world: DemoWorld) -> None:
     from rich.table import Table
 
     record = world.metrics
+    evaluation = record["gates"]
     console.print(
         f"built in      {record['build_seconds']:.0f} s (seed {world.seed}, "
-        f"recipe {world.recipe_hash}, torch {record['versions']['torch']})",
+        f"recipe {world.recipe_hash}, torch {record['versions']['torch']}); reward rule "
+        f"{record['reward_rule']}, {record['max_positions']} positions",
         highlight=False,
     )
-    models = Table(title="held-out greedy answers", title_justify="left")
-    for column in ("model", "parameters", "accuracy", "mean length", "ends with eos"):
+    counts = evaluation["heldout_counts"]
+    models = Table(
+        title=f"held-out scores (K: {counts['K']} fact questions, 4 choices; R: {counts['R']} "
+        "arithmetic problems, greedy)",
+        title_justify="left",
+    )
+    for column in ("model", "K", "R", "R length", "ends with eos", "task vector"):
         models.add_column(column, justify="left" if column == "model" else "right")
-    heldout = record["gates"]["heldout"]
-    for name, info in record["models"].items():
-        stats = heldout.get(name)
-        cells = ["-", "-", "-"]
-        if stats:
-            cells = [
-                f"{stats['accuracy']:.1%}",
-                f"{stats['mean_length']:.1f}",
-                f"{stats['finished_rate']:.0%}",
-            ]
-        models.add_row(info["path"], f"{info['parameters']:,}", *cells)
+    ratios = evaluation["task_vector_ratio"]
+    for name, stats in evaluation["scores"].items():
+        models.add_row(
+            name,
+            f"{stats['K']:.1%}",
+            f"{stats['R']:.1%}",
+            f"{stats['mean_length']:.1f}",
+            f"{stats['finished_rate']:.0%}",
+            f"{ratios[name]:.1%}" if name in ratios else "-",
+        )
     console.print(models)
-    gates = Table(title="quality gates", title_justify="left")
+    gates = Table(title="precondition gates", title_justify="left")
     for column in ("gate", "value", "needs", "passed"):
         gates.add_column(column, justify="left" if column == "gate" else "right")
+    from sweeps.demo.world import UNENFORCED_GATES
+
     for check in world.gates:
         verdict = "[green]yes[/]" if check.passed else "[red]NO[/]"
-        gates.add_row(check.name, f"{check.value:.3f}", f">= {check.threshold:.3f}", verdict)
+        if not check.passed and check.name in UNENFORCED_GATES:
+            verdict = "[yellow]no (not enforced)[/]"
+        needs = f"{check.comparison} {check.threshold:g}"
+        gates.add_row(check.name, f"{check.value:.3f}", needs, verdict)
     console.print(gates)
 
 
@@ -125,6 +138,7 @@ def _compare_bai_actor(world: DemoWorld) -> None:
     rows = [json.loads(line) for line in lines]
     prompts = [row["prompt"] for row in rows]
     answers = [row["answer"] for row in rows]
+    domains = [row["domain"] for row in rows]
     tokenizer = AutoTokenizer.from_pretrained(world.base)
     with user_errors():
         inputs = load_merge_inputs(world.base, world.sfts)
@@ -141,14 +155,27 @@ def _compare_bai_actor(world: DemoWorld) -> None:
         title_justify="left",
     )
     table.add_column("model")
-    table.add_column("accuracy", justify="right")
-    table.add_column("mean length", justify="right")
+    table.add_column("K accuracy", justify="right")
+    table.add_column("R accuracy", justify="right")
+    table.add_column("R length", justify="right")
     table.add_column("examples")
     for name, model in models.items():
-        generations = generate(model, tokenizer, prompts, max_new_tokens=48)
-        stats = evaluate_generations(generations, answers)
+        generations = generate(model, tokenizer, prompts, max_new_tokens=DEMO_NEW_TOKENS)
+        cells = []
+        for domain in ("K", "R"):
+            picked = [i for i, d in enumerate(domains) if d == domain]
+            stats = evaluate_generations(
+                [generations[i] for i in picked], [answers[i] for i in picked]
+            )
+            cells.append(stats)
         examples = "\n".join(
             f"{g.prompt} -> {g.text or '(empty)'}" for g in generations[:SHOWN_EXAMPLES]
         )
-        table.add_row(name, f"{stats.accuracy:.1%}", f"{stats.mean_length:.1f}", examples)
+        table.add_row(
+            name,
+            f"{cells[0].accuracy:.1%}",
+            f"{cells[1].accuracy:.1%}",
+            f"{cells[1].mean_length:.1f}",
+            examples,
+        )
     console.print(table)

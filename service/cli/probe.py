@@ -87,7 +87,7 @@ def probe(
         Path, typer.Option(help="Directory for probe.json and probe_curves.png.")
     ] = Path("probe-output"),
     batch_size: Annotated[int, typer.Option(min=2, help="Prompts per rollout.")] = 8,
-    response_length: Annotated[int, typer.Option(min=1, help="Max new tokens.")] = 64,
+    response_length: Annotated[int, typer.Option(min=1, help="Max new tokens.")] = 128,
     learning_rate: Annotated[float, typer.Option(help="Constant learning rate.")] = 3e-6,
     kl_coef: Annotated[float, typer.Option(help="KL penalty coefficient.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed (a CPU probe is deterministic).")] = 0,

@@ -47,6 +47,7 @@ def run(
     from service.cli._sweep_session import print_summary, run_synchronously
     from storage import init_database, repository, session_scope
     from storage.exceptions import NotFoundError
+    from sweeps._ray_mode import check_ray_address
     from sweeps.nightly import compare_sweeps, exit_code
     from sweeps.preflight import check_spec
     from sweeps.results import load_report_data
@@ -54,6 +55,7 @@ def run(
 
     settings = load_settings(database_url=db, ray_address=ray_address)
     with user_errors():
+        check_ray_address(settings.ray_address)
         spec = SweepSpec.from_file(spec_file)
         # Before the database, the report directory or Ray: a spec that can never run
         # creates nothing.

@@ -33,9 +33,12 @@ def serve(
 
     from service.app import create_app
     from storage import display_url, init_database
+    from sweeps._ray_mode import check_ray_address
 
     settings = load_settings(host=host, port=port)
     with user_errors():
+        if worker:
+            check_ray_address(settings.ray_address)
         init_database(settings.resolved_database_url)
         shown = display_url(settings.resolved_database_url)
     child = None

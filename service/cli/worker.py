@@ -24,12 +24,14 @@ def worker(
     """Run queued sweeps until stopped (SIGTERM / Ctrl-C stop it gracefully)."""
     from service.worker import Worker
     from storage import display_url, init_database
+    from sweeps._ray_mode import check_ray_address
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings(ray_address=ray_address)
     with user_errors():
+        check_ray_address(settings.ray_address)
         engine = init_database(settings.resolved_database_url)
         shown = display_url(settings.resolved_database_url)
     runner = Worker(settings, engine)

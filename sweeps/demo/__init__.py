@@ -1,13 +1,21 @@
 """The demo world: a tiny, locally trained model family that reproduces the BAI setting.
 
-``build_world`` trains (or reuses, cached by recipe and seed) a pretrained ``base``, a
-brief-answer ``sft-instruct``, a long-reasoning ``sft-reasoning`` and a pairwise ``reward``
-model on the arithmetic task family of :mod:`sweeps.demo.problems`; see ``docs/demo-world.md``.
+``build_world`` trains (or reuses, cached by recipe and seed) a pretrained ``base`` holding
+the knowledge domain K, an ``sft-instruct`` (K answers, one-line arithmetic) and a
+``sft-reasoning`` (long arithmetic chains) on the task family of
+:mod:`evaluators.task_family`, and checks the BAI setting's preconditions as gates; the probe
+rewards with the built-in rule ``bai_world``. See ``docs/demo-world.md``.
 """
 
 from __future__ import annotations
 
-from sweeps.demo.generation import Generation, GenerationStats, evaluate_generations, generate
+from sweeps.demo.generation import (
+    Generation,
+    GenerationStats,
+    choice_accuracy,
+    evaluate_generations,
+    generate,
+)
 from sweeps.demo.world import (
     DemoWorld,
     DemoWorldError,
@@ -16,7 +24,9 @@ from sweeps.demo.world import (
     StageRecipe,
     WorldRecipe,
     build_world,
+    knowledge_items,
     load_world,
+    task_vector_ratio,
 )
 
 __all__ = [
@@ -29,7 +39,10 @@ __all__ = [
     "StageRecipe",
     "WorldRecipe",
     "build_world",
+    "choice_accuracy",
     "evaluate_generations",
     "generate",
+    "knowledge_items",
     "load_world",
+    "task_vector_ratio",
 ]

@@ -1,14 +1,32 @@
-"""Training texts of the demo world, all drawn from the ``train`` split of the task family."""
+"""Training texts of the demo world: the base model's corpus and the two SFT data sets.
+
+Pretraining documents are paragraphs of several sentences with one ``<eos>`` at the end, as
+web text is: every fact of K stated in prose, arithmetic fragments, a few worked examples from
+the train split, and filler. A base model trained on them continues a question with more text
+(it rambles) instead of answering and stopping.
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from enum import StrEnum
 
-from sweeps.demo import problems as task
+from evaluators import task_family as task
+from evaluators.task_family import Fact, Problem
 from sweeps.demo._tokenizer import FILLER_OBJECTS, FILLER_SUBJECTS, FILLER_TAILS, FILLER_VERBS
-from sweeps.demo.problems import Problem
+
+# Sentence kinds of a pretraining paragraph and their shares.
+_SENTENCE_MIX: tuple[tuple[str, float], ...] = (
+    ("fact", 0.30),
+    ("step", 0.10),
+    ("sub_step", 0.06),
+    ("check", 0.03),
+    ("worked", 0.12),
+    ("worked_brief", 0.01),
+    ("worked_verbose", 0.01),
+    ("fact_qa", 0.04),
+    ("fact_answer", 0.003),
+    ("filler", 0.227),
+)
 
 
 def filler_sentence(rng: random.Random) -> str:
@@ -18,138 +36,61 @@ def filler_sentence(rng: random.Random) -> str:
     return " ".join([*words, tail, "."] if tail else [*words, "."])
 
 
-def pretraining_documents(problems: list[Problem], rng: random.Random, count: int) -> list[str]:
-    """The base model's mixed corpus: questions, reasoning fragments, answers and filler.
+def _sentence(kind: str, rng: random.Random, facts: list[Fact], problems: list[Problem]) -> str:
+    if kind == "fact":
+        return rng.choice(rng.choice(task.all_facts()).sentences())
+    if kind in ("fact_qa", "fact_answer"):
+        facts = [fact for fact in facts if fact.phrasing == "question"]
+    if kind == "fact_qa":
+        fact = rng.choice(facts)
+        return f"{fact.question} it is {fact.value} ."
+    if kind == "filler":
+        return filler_sentence(rng)
+    problem = rng.choice(problems)
+    if kind == "fact_answer":
+        fact = rng.choice(facts)
+        return f"{fact.question} {fact.brief_solution} ."
+    if kind == "worked_brief":
+        return f"{problem.question} {problem.brief_solution} ."
+    if kind == "worked_verbose":
+        return f"{problem.question} {problem.verbose_solution} ."
+    if kind == "worked":
+        steps = " ".join(f"{a} {op} {b} is {c} ." for a, op, b, c in problem.steps)
+        return f"{problem.question} {steps} it is {problem.answer} ."
+    left, op, right, result = rng.choice(problem.steps)
+    if kind == "step":
+        return f"{left} {op} {right} is {result} ."
+    if kind == "sub_step":
+        return rng.choice(task.decomposed_step(left, op, right)) + " ."
+    return task.check_sentence(left, op, right, result)
 
-    Questions mostly stand alone (a base model has seen questions, not how to answer them);
-    a small share is followed by an answer, as on the web.
+
+def pretraining_documents(
+    facts: list[Fact], problems: list[Problem], rng: random.Random, count: int
+) -> list[str]:
+    """``count`` paragraphs of 3-7 sentences.
+
+    Every fact (all splits: knowledge is the base model's) appears in prose; questions with
+    their answers (mostly in the web's words, ``it is red .``; sometimes in either SFT format,
+    as the web holds some of everything) only come from the train split's ``facts`` (in the
+    question phrasing: instructions are what SFT adds) and ``problems``.
     """
+    kinds = [kind for kind, _ in _SENTENCE_MIX]
+    shares = [share for _, share in _SENTENCE_MIX]
     documents = []
     for _ in range(count):
-        problem = rng.choice(problems)
-        kind = rng.random()
-        if kind < 0.25:
-            documents.append(problem.question)
-        elif kind < 0.30:
-            documents.append(f"{problem.question} {problem.brief_answer}")
-        elif kind < 0.35:
-            documents.append(f"{problem.question} {problem.reasoning_trace}")
-        elif kind < 0.75:
-            sentences = problem.reasoning_trace.split(" . ")
-            start = rng.randrange(len(sentences))
-            end = rng.randint(start + 1, len(sentences))
-            fragment = " . ".join(sentences[start:end])
-            documents.append(fragment if fragment.startswith("answer") else f"{fragment} .")
-        elif kind < 0.80:
-            documents.append(problem.brief_answer)
-        else:
-            documents.append(" ".join(filler_sentence(rng) for _ in range(rng.randint(1, 3))))
+        picked = rng.choices(kinds, shares, k=rng.randint(3, 7))
+        documents.append(" ".join(_sentence(kind, rng, facts, problems) for kind in picked))
     return documents
 
 
-class ResponseKind(StrEnum):
-    """The kinds of response the reward model is trained to rank."""
-
-    CORRECT_BRIEF = "correct_brief"
-    CORRECT_TRACE = "correct_trace"
-    WRONG_BRIEF = "wrong_brief"
-    WRONG_TRACE = "wrong_trace"
-    TRUNCATED = "truncated"
-    FILLER = "filler"
+def instruct_examples(facts: list[Fact], problems: list[Problem]) -> list[tuple[str, str]]:
+    """sft-instruct's data: K question-answer pairs and R with one-line reasoning."""
+    return [(f.question, f.brief_solution) for f in facts] + [
+        (p.question, p.brief_solution) for p in problems
+    ]
 
 
-# (winner, loser): correctness first; at equal correctness the concise response wins; a
-# response without an answer (cut off or off-topic) loses to any correct one.
-PREFERENCES: tuple[tuple[ResponseKind, ResponseKind], ...] = (
-    (ResponseKind.CORRECT_BRIEF, ResponseKind.WRONG_BRIEF),
-    (ResponseKind.CORRECT_TRACE, ResponseKind.WRONG_TRACE),
-    (ResponseKind.CORRECT_TRACE, ResponseKind.WRONG_BRIEF),
-    (ResponseKind.CORRECT_BRIEF, ResponseKind.CORRECT_TRACE),
-    (ResponseKind.WRONG_BRIEF, ResponseKind.WRONG_TRACE),
-    (ResponseKind.CORRECT_TRACE, ResponseKind.TRUNCATED),
-    (ResponseKind.CORRECT_BRIEF, ResponseKind.FILLER),
-)
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    """One comparison: ``chosen`` is preferred over ``rejected`` as a response to ``problem``."""
-
-    problem: Problem
-    chosen: str
-    rejected: str
-    chosen_kind: ResponseKind
-    rejected_kind: ResponseKind
-
-    @property
-    def question(self) -> str:
-        """The prompt both responses answer."""
-        return self.problem.question
-
-    @property
-    def chosen_finished(self) -> bool:
-        """Whether the chosen response ends with eos (only truncated ones do not)."""
-        return self.chosen_kind is not ResponseKind.TRUNCATED
-
-    @property
-    def rejected_finished(self) -> bool:
-        """Whether the rejected response ends with eos (only truncated ones do not)."""
-        return self.rejected_kind is not ResponseKind.TRUNCATED
-
-
-def _wrong_value(value: int, rng: random.Random) -> int:
-    """A wrong value in ``[0, MAX_VALUE]``, off by 5 to 40 (errors an RM this small can see)."""
-    delta = rng.choice([d for d in range(-40, 41) if abs(d) >= 5])
-    return value + delta if 0 <= value + delta <= task.MAX_VALUE else value - delta
-
-
-def responses(problem: Problem, rng: random.Random) -> dict[ResponseKind, str]:
-    """One response of every kind for ``problem``.
-
-    A wrong trace makes one slip, an arithmetic error or a miscopied operand, and carries it
-    on consistently, so the error is visible only by checking a step; a truncated one stops
-    before its answer.
-    """
-    steps = problem.steps
-    slip = rng.randrange(len(steps))
-    copy_slip = rng.random() < 0.5
-    sentences = []
-    value = steps[0][0]
-    for index, (_, op, right, _) in enumerate(steps):
-        if index == slip and copy_slip:
-            right = rng.choice([n for n in range(task.MAX_OPERAND + 1) if n != right])
-        result = value + right if op == "plus" else value - right
-        if index == slip and not copy_slip:
-            result = _wrong_value(result, rng)
-        sentences.append(f"{value} {op} {right} is {result} .")
-        value = result
-    wrong_trace = " ".join([*sentences, f"answer {value}"])
-    trace_tokens = problem.reasoning_trace.split()
-    cut = rng.randint(1, len(trace_tokens) - 2)
-    return {
-        ResponseKind.CORRECT_BRIEF: problem.brief_answer,
-        ResponseKind.CORRECT_TRACE: problem.reasoning_trace,
-        ResponseKind.WRONG_BRIEF: f"answer {_wrong_value(problem.answer, rng)}",
-        ResponseKind.WRONG_TRACE: wrong_trace,
-        ResponseKind.TRUNCATED: " ".join(trace_tokens[:cut]),
-        ResponseKind.FILLER: filler_sentence(rng),
-    }
-
-
-# The length and format preferences are learnt within ~100 steps; correctness is the hard
-# part, so the reward model's training adds these comparisons on further problems.
-CORRECTNESS_PREFERENCES = PREFERENCES[:3]
-
-
-def preference_pairs(
-    problems: list[Problem],
-    rng: random.Random,
-    preferences: tuple[tuple[ResponseKind, ResponseKind], ...] = PREFERENCES,
-) -> list[PreferencePair]:
-    """Every comparison of ``preferences`` for each problem."""
-    pairs = []
-    for problem in problems:
-        texts = responses(problem, rng)
-        for winner, loser in preferences:
-            pairs.append(PreferencePair(problem, texts[winner], texts[loser], winner, loser))
-    return pairs
+def reasoning_examples(problems: list[Problem]) -> list[tuple[str, str]]:
+    """sft-reasoning's data: R with long distilled chains (self-checks included), no K."""
+    return [(p.question, p.verbose_solution) for p in problems]

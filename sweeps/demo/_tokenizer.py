@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeps.demo.problems import OPERATORS
+from evaluators.task_family import vocabulary_words
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -14,8 +14,8 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 # Wide enough for every value a (wrong) model may write, not just the problems' 0..99.
 NUMBER_RANGE = range(-99, 200)
-TASK_WORDS = ("what", "is", "answer", *OPERATORS)
-PUNCTUATION = (".", "?")
+#: Positions of the world's models: the longest prompt (16 tokens) plus 256 response tokens fit.
+MAX_POSITIONS = 384
 # Filler text: the base model's "web text" around the task.
 FILLER_SUBJECTS = ("the cat", "the dog", "a bird", "the farmer", "a child", "the teacher", "we")
 FILLER_VERBS = ("sees", "likes", "finds", "takes", "has", "wants", "counts")
@@ -35,7 +35,7 @@ def vocabulary() -> list[str]:
     """Every token of the world, specials first (``<pad>`` has id 0)."""
     words: list[str] = [*SPECIAL_TOKENS]
     words += [str(n) for n in NUMBER_RANGE]
-    words += [*TASK_WORDS, *PUNCTUATION]
+    words += vocabulary_words()
     for phrase in (*FILLER_SUBJECTS, *FILLER_VERBS, *FILLER_OBJECTS, *FILLER_TAILS):
         words += phrase.split()
     return list(dict.fromkeys(words))
@@ -61,7 +61,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         eos_token=EOS,
         unk_token=UNK,
         padding_side="left",
-        model_max_length=128,
+        model_max_length=MAX_POSITIONS,
     )
 
 

@@ -1,15 +1,13 @@
-"""Plain torch training loops for the demo world: causal LM, SFT and a pairwise reward model."""
+"""Plain torch training loops for the demo world: causal-LM pretraining and SFT."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-
-from sweeps.demo._corpus import PreferencePair
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -26,11 +24,12 @@ def _optimise(
     learning_rate: float,
     warmup: int,
     on_step: OnStep | None,
+    weight_decay: float = 0.01,
 ) -> float:
     """AdamW with linear warm-up and cosine decay to 10%; returns the mean loss of the tail."""
     model.train()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=learning_rate, betas=(0.9, 0.98), weight_decay=0.01
+        model.parameters(), lr=learning_rate, betas=(0.9, 0.98), weight_decay=weight_decay
     )
 
     def schedule(step: int) -> float:
@@ -61,7 +60,7 @@ def pack_documents(
 ) -> torch.Tensor:
     """``<bos> doc <eos>`` for every document, concatenated and cut into ``block_size`` rows."""
     ids: list[int] = []
-    for encoded in tokenizer(list(documents))["input_ids"]:
+    for encoded in tokenizer(list(documents), verbose=False)["input_ids"]:
         ids += [*encoded, tokenizer.eos_token_id]
     rows = len(ids) // block_size
     return torch.tensor(ids[: rows * block_size], dtype=torch.long).view(rows, block_size)
@@ -127,7 +126,11 @@ def supervised_finetune(
     rng: random.Random,
     on_step: OnStep | None = None,
 ) -> float:
-    """SFT on (prompt, response) id pairs with the loss on the response tokens only."""
+    """SFT on (prompt, response) id pairs with the loss on the response tokens only.
+
+    No weight decay: a gentle fine-tune moves only what the data asks for, so the task vector
+    stays small (weights no example touches keep the base's values).
+    """
 
     def loss_of_step(_: int) -> torch.Tensor:
         batch = rng.sample(examples, batch_size)
@@ -144,80 +147,8 @@ def supervised_finetune(
         learning_rate=learning_rate,
         warmup=max(1, steps // 10),
         on_step=on_step,
+        weight_decay=0.0,
     )
-
-
-def encode_pair_sides(
-    pairs: Sequence[PreferencePair], tokenizer: PreTrainedTokenizerFast
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of ``question + chosen`` and ``question + rejected`` (eos when finished)."""
-    eos = [tokenizer.eos_token_id]
-    chosen = tokenizer([f"{p.question} {p.chosen}" for p in pairs])["input_ids"]
-    rejected = tokenizer([f"{p.question} {p.rejected}" for p in pairs])["input_ids"]
-    return (
-        [ids + eos if p.chosen_finished else ids for ids, p in zip(chosen, pairs, strict=True)],
-        [ids + eos if p.rejected_finished else ids for ids, p in zip(rejected, pairs, strict=True)],
-    )
-
-
-def reward_scores(
-    model: PreTrainedModel, rows: Sequence[list[int]], pad_token_id: int
-) -> torch.Tensor:
-    """The reward model's scalar score of each token sequence (read at its last token)."""
-    ids, mask = _right_padded(rows, pad_token_id)
-    return model(input_ids=ids, attention_mask=mask).logits[:, 0]
-
-
-def train_reward_model(
-    model: PreTrainedModel,
-    chosen: Sequence[list[int]],
-    rejected: Sequence[list[int]],
-    *,
-    pad_token_id: int,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    rng: random.Random,
-    on_step: OnStep | None = None,
-) -> float:
-    """Bradley-Terry training: minimise ``-log sigmoid(r(chosen) - r(rejected))``."""
-    indices = range(len(chosen))
-
-    def loss_of_step(_: int) -> torch.Tensor:
-        picked = rng.sample(indices, batch_size)
-        scores = reward_scores(
-            model, [chosen[i] for i in picked] + [rejected[i] for i in picked], pad_token_id
-        )
-        margin = scores[:batch_size] - scores[batch_size:]
-        return -torch.nn.functional.logsigmoid(margin).mean()
-
-    return _optimise(
-        model,
-        loss_of_step,
-        steps=steps,
-        learning_rate=learning_rate,
-        warmup=max(1, steps // 10),
-        on_step=on_step,
-    )
-
-
-@torch.no_grad()
-def pairwise_accuracy(
-    model: PreTrainedModel,
-    chosen: Sequence[list[int]],
-    rejected: Sequence[list[int]],
-    *,
-    pad_token_id: int,
-    batch_size: int = 256,
-) -> list[bool]:
-    """Whether the model scores ``chosen`` above ``rejected``, for each pair."""
-    model.eval()
-    outcomes: list[bool] = []
-    for start in range(0, len(chosen), batch_size):
-        good = reward_scores(model, chosen[start : start + batch_size], pad_token_id)
-        bad = reward_scores(model, rejected[start : start + batch_size], pad_token_id)
-        outcomes += (good > bad).tolist()
-    return outcomes
 
 
 NUMBER_PERIODS = (2, 5, 10, 25, 50, 100, 200)
@@ -237,5 +168,6 @@ def seed_number_embeddings(
     angles = 2 * math.pi * values[:, None] / torch.tensor(NUMBER_PERIODS, dtype=torch.float32)
     features = scale * torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
     with torch.no_grad():
-        for embedding in (model.get_input_embeddings(), model.get_output_embeddings()):
+        embeddings = (model.get_input_embeddings(), model.get_output_embeddings())
+        for embedding in cast(tuple[Any, Any], embeddings):
             embedding.weight[ids, : features.shape[1]] = features

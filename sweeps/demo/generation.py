@@ -1,12 +1,12 @@
-"""Greedy generation and answer scoring on the demo task family (reused by probe, bench, sweep)."""
+"""Greedy generation, answer scoring and choice scoring on the demo task family."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sweeps.demo.problems import parse_answer
+from evaluators.task_family import parse_answer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -60,7 +60,7 @@ def generate(
             encoded = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left")
             encoded = {key: value.to(device) for key, value in encoded.items()}
             with torch.no_grad():
-                output = model.generate(
+                output = cast(Any, model).generate(
                     **encoded,
                     do_sample=False,
                     max_new_tokens=max_new_tokens,
@@ -71,7 +71,7 @@ def generate(
             for prompt, tokens in zip(chunk, new_tokens, strict=True):
                 finished = eos in tokens
                 kept = tokens[: tokens.index(eos) + 1] if finished else tokens
-                text = tokenizer.decode(kept, skip_special_tokens=True)
+                text = str(tokenizer.decode(kept, skip_special_tokens=True))
                 results.append(Generation(prompt, text.strip(), len(kept), finished))
     finally:
         model.train(was_training)
@@ -79,7 +79,7 @@ def generate(
 
 
 def evaluate_generations(
-    generations: Sequence[Generation], answers: Sequence[int]
+    generations: Sequence[Generation], answers: Sequence[int | str]
 ) -> GenerationStats:
     """Accuracy (``parse_answer`` equals the answer), mean length and finished rate."""
     if len(generations) != len(answers):
@@ -87,7 +87,7 @@ def evaluate_generations(
     if not generations:
         raise ValueError("no generations to evaluate")
     correct = sum(
-        parse_answer(generation.text) == answer
+        parse_answer(generation.text) == str(answer)
         for generation, answer in zip(generations, answers, strict=True)
     )
     count = len(generations)
@@ -97,3 +97,53 @@ def evaluate_generations(
         finished_rate=sum(g.finished for g in generations) / count,
         count=count,
     )
+
+
+def choice_accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: Sequence[tuple[str, Sequence[str], int]],
+    *,
+    batch_size: int = 256,
+) -> float:
+    """Share of ``(context, choices, label)`` items whose right choice is the most likely.
+
+    Each choice is scored as lm-eval's multiple-choice tasks do: the summed log-probability
+    of ``" " + choice`` after the context.
+    """
+    import torch
+
+    rows: list[tuple[list[int], int]] = []
+    for context, choices, _ in items:
+        prefix = tokenizer(context)["input_ids"]
+        for choice in choices:
+            continuation = tokenizer(choice, add_special_tokens=False)["input_ids"]
+            rows.append((prefix + continuation, len(continuation)))
+    scores: list[float] = []
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for index, (row, _) in enumerate(chunk):
+                ids[index, : len(row)] = torch.tensor(row)
+                mask[index, : len(row)] = 1
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for index, (row, n_continuation) in enumerate(chunk):
+                positions = range(len(row) - n_continuation, len(row))
+                scores.append(sum(float(logprobs[index, p - 1, row[p]]) for p in positions))
+    finally:
+        model.train(was_training)
+    correct = 0
+    offset = 0
+    for _, choices, label in items:
+        chunk_scores = scores[offset : offset + len(choices)]
+        offset += len(choices)
+        correct += max(range(len(choices)), key=chunk_scores.__getitem__) == label
+    return correct / len(items)

@@ -1,4 +1,4 @@
-"""Build, cache and load the demo world: base, two SFT models and a reward model, trained here.
+"""Build, cache and load the demo world: a base and two SFT models, trained here, and gated.
 
 A world lives in ``<out>/<key>/`` where ``key`` hashes the recipe and the seed, so a build is
 reused until either changes. It is trained in a private temporary directory and renamed into
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -20,9 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sweeps.demo import problems as task
+from evaluators import task_family as task
 from sweeps.exceptions import SweepsError
 
 if TYPE_CHECKING:
@@ -31,15 +32,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WORLD_FORMAT = 1
-# Bump when the training code changes what a recipe produces, so old caches are not reused.
-CODE_VERSION = 2
-MODEL_DIRS = {
-    "base": "base",
-    "sft_instruct": "sft-instruct",
-    "sft_reasoning": "sft-reasoning",
-    "reward": "reward",
-}
+WORLD_FORMAT = 2
+# Bump when this module's training or gates change (the sources of the task family, corpus,
+# tokenizer and training loops are part of the cache key already).
+CODE_VERSION = 3
+MODEL_DIRS = {"base": "base", "sft_instruct": "sft-instruct", "sft_reasoning": "sft-reasoning"}
+#: The built-in reward rule the demo world's probe uses (``evaluators.reward_rules``).
+REWARD_RULE = "bai_world"
+#: Preconditions the v2 world does not meet (see docs/demo-world.md): computed, recorded and
+#: printed as failed, but a build does not stop on them. Every other gate stops a build.
+UNENFORCED_GATES = ("reasoning_forgets_K", "alpha_smooth")
+#: The stage-2 ratios (alpha, the base's share) at which the smoothness gate scores merges.
+ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 class DemoWorldError(SweepsError):
@@ -67,44 +71,69 @@ class WorldRecipe:
     intermediate_size: int = 256
     num_layers: int = 3
     num_heads: int = 4
-    max_position_embeddings: int = 128
+    max_position_embeddings: int = 384
     number_feature_scale: float = 0.1
-    train_problems: int = 20_000
-    pretrain_documents: int = 80_000
-    block_size: int = 64
-    base: StageRecipe = StageRecipe(steps=500, batch_size=32, learning_rate=4e-3)
-    instruct: StageRecipe = StageRecipe(steps=250, batch_size=64, learning_rate=2e-3)
-    reasoning: StageRecipe = StageRecipe(steps=400, batch_size=64, learning_rate=2e-3)
-    reward: StageRecipe = StageRecipe(steps=1200, batch_size=32, learning_rate=1e-3)
-    reward_train_problems: int = 4_000
-    """Problems giving every comparison; as many more give the correctness comparisons."""
-    heldout_problems: int = 256
-    reward_heldout_problems: int = 300
+    train_problems: int = 6_000
+    pretrain_documents: int = 40_000
+    block_size: int = 128
+    base: StageRecipe = StageRecipe(steps=1000, batch_size=16, learning_rate=3e-3)
+    instruct: StageRecipe = StageRecipe(steps=150, batch_size=32, learning_rate=2e-4)
+    reasoning: StageRecipe = StageRecipe(steps=150, batch_size=32, learning_rate=2e-4)
+    heldout_problems: int = 128
     probe_prompts: int = 256
-    max_new_tokens: int = 32
+    probe_knowledge_share: float = 0.25
+    """Share of the probe prompts that are K questions (the rest are R problems)."""
+    max_new_tokens: int = 160
+    min_domain_gain: float = 0.05
+    min_knowledge_loss: float = 0.01
     min_length_ratio: float = 3.0
-    min_accuracy_gain: float = 0.15
-    min_reward_accuracy: float = 0.8
+    min_merge_retention: float = 0.7
+    max_alpha_jump: float = 0.3
+    max_task_vector_ratio: float = 0.1
     enforce_gates: bool = True
 
     def cache_key(self, seed: int) -> str:
         """The directory name of this recipe's world for ``seed``."""
         payload = json.dumps(
-            {"recipe": dataclasses.asdict(self), "seed": seed, "code": CODE_VERSION},
+            {
+                "recipe": dataclasses.asdict(self),
+                "seed": seed,
+                "code": CODE_VERSION,
+                "sources": _source_fingerprint(),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _source_fingerprint() -> str:
+    """SHA-256 of the code that decides what a recipe trains (task family, corpus, training)."""
+    from evaluators import task_family
+    from sweeps.demo import _corpus, _tokenizer, _training
+
+    digest = hashlib.sha256()
+    for module in (task_family, _corpus, _tokenizer, _training):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class GateCheck:
-    """One quality gate: ``value`` must reach ``threshold``."""
+    """One precondition gate: ``value`` must be ``>=`` (or ``<=``) ``threshold``."""
 
     name: str
     value: float
     threshold: float
     passed: bool
     description: str
+    comparison: str = ">="
+
+
+def _gate(name: str, value: float, comparison: str, threshold: float, what: str) -> GateCheck:
+    passed = value >= threshold if comparison == ">=" else value <= threshold
+    return GateCheck(
+        name, round(value, 4), threshold, passed, f"{what} {comparison} {threshold}", comparison
+    )
 
 
 @dataclass(frozen=True)
@@ -120,32 +149,32 @@ class DemoWorld:
 
     @property
     def base(self) -> Path:
-        """The pretrained base model (paradigm 1's starting point)."""
+        """The pretrained base model (holds K, rambles; alpha is its share of a BAI merge)."""
         return self.root / MODEL_DIRS["base"]
 
     @property
     def sft_instruct(self) -> Path:
-        """The brief-answer instruction SFT model (paradigm 2)."""
+        """The instruction SFT model: K answers and one-line R reasoning (paradigm 1's start)."""
         return self.root / MODEL_DIRS["sft_instruct"]
 
     @property
     def sft_reasoning(self) -> Path:
-        """The long-reasoning "distilled" SFT model (paradigm 3)."""
+        """The long-reasoning "distilled" SFT model (paradigms 2 and 3 start from it)."""
         return self.root / MODEL_DIRS["sft_reasoning"]
 
     @property
-    def reward(self) -> Path:
-        """The sequence-classification reward model (``num_labels=1``)."""
-        return self.root / MODEL_DIRS["reward"]
+    def reward_rule(self) -> str:
+        """Name of the built-in reward rule the world's probe uses (a spec's ``reward_rule``)."""
+        return REWARD_RULE
 
     @property
     def prompts(self) -> Path:
-        """RL probe prompts, JSONL lines ``{"prompt": question, "answer": int}``."""
+        """RL probe prompts (probe split, K and R), lines ``{"prompt", "answer", "domain"}``."""
         return self.root / "prompts.jsonl"
 
     @property
     def world_json(self) -> Path:
-        """The build record: recipe, seed, gates, parameter counts, weight hashes, timings."""
+        """The build record: recipe, seed, gates, scores, task-vector ratios, hashes, timings."""
         return self.root / "world.json"
 
     @property
@@ -221,15 +250,17 @@ def build_world(
         try:
             _train_world(staging, recipe=recipe, seed=seed, key=key, progress=progress)
             world = load_world(staging)
-            failed = [check for check in world.gates if not check.passed]
+            failed = [
+                check
+                for check in world.gates
+                if not check.passed and check.name not in UNENFORCED_GATES
+            ]
             if failed and recipe.enforce_gates:
                 record = out_dir / f"{key}.failed.json"
                 shutil.copyfile(world.world_json, record)
                 raise QualityGateError(
                     "demo world failed its quality gates: "
-                    + "; ".join(
-                        f"{c.name} = {c.value:.3f} (needs >= {c.threshold:.3f})" for c in failed
-                    )
+                    + "; ".join(f"{c.name} = {c.value:.3f} ({c.description})" for c in failed)
                     + f" (build record: {record})"
                 )
             shutil.rmtree(target, ignore_errors=True)
@@ -283,14 +314,14 @@ def _progress_display(enabled: bool) -> Iterator[Progress]:
 
 
 def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     from sweeps.demo import _corpus as corpus
     from sweeps.demo import _training as training
     from sweeps.demo._tokenizer import NUMBER_RANGE, build_tokenizer
-    from sweeps.demo.generation import evaluate_generations, generate
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     stage_seconds: dict[str, float] = {}
     final_losses: dict[str, float] = {}
     tokenizer = build_tokenizer()
@@ -308,8 +339,7 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         tie_word_embeddings=False,
     )
     train = task.generate_problems(seed, recipe.train_problems, "train")
-    heldout = task.generate_problems(seed, recipe.heldout_problems, "heldout")
-    probe = task.generate_problems(seed, recipe.probe_prompts, "probe")
+    train_facts = task.facts("train")
     rng = random.Random(f"demo-world-{seed}")
     pad = tokenizer.pad_token_id
 
@@ -325,10 +355,9 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
 
         def save(model: PreTrainedModel, name: str) -> None:
             directory = root / MODEL_DIRS[name]
-            if model.can_generate():
-                model.generation_config.pad_token_id = pad
-                model.generation_config.bos_token_id = tokenizer.bos_token_id
-                model.generation_config.eos_token_id = tokenizer.eos_token_id
+            model.generation_config.pad_token_id = pad
+            model.generation_config.bos_token_id = tokenizer.bos_token_id
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
             model.save_pretrained(directory)
             tokenizer.save_pretrained(directory)
 
@@ -336,10 +365,10 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         base = LlamaForCausalLM(config)
         training.seed_number_embeddings(
             base,
-            {tokenizer.convert_tokens_to_ids(str(n)): n for n in NUMBER_RANGE},
+            {cast(int, tokenizer.convert_tokens_to_ids(str(n))): n for n in NUMBER_RANGE},
             recipe.number_feature_scale,
         )
-        documents = corpus.pretraining_documents(train, rng, recipe.pretrain_documents)
+        documents = corpus.pretraining_documents(train_facts, train, rng, recipe.pretrain_documents)
         blocks = training.pack_documents(documents, tokenizer, recipe.block_size)
         final_losses["base"] = training.pretrain(
             base,
@@ -353,20 +382,25 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         save(base, "base")
         stage_seconds["base"] = time.perf_counter() - clock
 
+        # K and R equally often in sft-instruct's batches.
+        knowledge = corpus.instruct_examples(train_facts, [])
+        arithmetic = corpus.instruct_examples([], train)
+        repeats = max(1, len(arithmetic) // max(1, len(knowledge)))
+        sft_data = {
+            "sft_instruct": knowledge * repeats + arithmetic,
+            "sft_reasoning": corpus.reasoning_examples(train),
+        }
         finetuned: dict[str, PreTrainedModel] = {}
-        for name, stage_recipe, response_of in (
-            ("sft_instruct", recipe.instruct, lambda p: p.brief_answer),
-            ("sft_reasoning", recipe.reasoning, lambda p: p.reasoning_trace),
+        for name, stage_recipe in (
+            ("sft_instruct", recipe.instruct),
+            ("sft_reasoning", recipe.reasoning),
         ):
             clock = time.perf_counter()
             model = LlamaForCausalLM(config)
             model.load_state_dict(base.state_dict())
-            examples = training.encode_examples(
-                [(p.question, response_of(p)) for p in train], tokenizer
-            )
             final_losses[name] = training.supervised_finetune(
                 model,
-                examples,
+                training.encode_examples(sft_data[name], tokenizer),
                 pad_token_id=pad,
                 steps=stage_recipe.steps,
                 batch_size=stage_recipe.batch_size,
@@ -379,68 +413,24 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
             stage_seconds[name] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        reward_config = copy.deepcopy(config)
-        reward_config.num_labels = 1
-        reward = LlamaForSequenceClassification(reward_config)
-        reward.model.load_state_dict(base.model.state_dict())
-        count = recipe.reward_train_problems
-        reward_pairs = corpus.preference_pairs(train[:count], rng)
-        reward_pairs += corpus.preference_pairs(
-            train[count : 2 * count], rng, corpus.CORRECTNESS_PREFERENCES
+        evaluation = _evaluate_world(
+            recipe, seed, base, finetuned, tokenizer, display.add_task, display.advance
         )
-        chosen, rejected = training.encode_pair_sides(reward_pairs, tokenizer)
-        final_losses["reward"] = training.train_reward_model(
-            reward,
-            chosen,
-            rejected,
-            pad_token_id=pad,
-            steps=recipe.reward.steps,
-            batch_size=recipe.reward.batch_size,
-            learning_rate=recipe.reward.learning_rate,
-            rng=rng,
-            on_step=stage("reward", recipe.reward.steps),
-        )
-        save(reward, "reward")
-        stage_seconds["reward"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        gate_task = display.add_task("quality gates", total=4, status="")
-        questions = [p.question for p in heldout]
-        answers = [p.answer for p in heldout]
-        generation_stats = {}
-        for name, model in (("base", base), *finetuned.items()):
-            generations = generate(model, tokenizer, questions, recipe.max_new_tokens)
-            generation_stats[name] = dataclasses.asdict(evaluate_generations(generations, answers))
-            generation_stats[name]["examples"] = [
-                {"prompt": g.prompt, "response": g.text} for g in generations[:3]
-            ]
-            display.advance(gate_task)
-        pairs = corpus.preference_pairs(
-            task.generate_problems(seed + 1, recipe.reward_heldout_problems, "heldout"), rng
-        )
-        outcomes = training.pairwise_accuracy(
-            reward, *training.encode_pair_sides(pairs, tokenizer), pad_token_id=pad
-        )
-        display.advance(gate_task)
         stage_seconds["gates"] = time.perf_counter() - clock
 
-    by_preference: dict[str, list[bool]] = {}
-    for pair, outcome in zip(pairs, outcomes, strict=True):
-        kinds = f"{pair.chosen_kind.value}>{pair.rejected_kind.value}"
-        by_preference.setdefault(kinds, []).append(outcome)
-    reward_accuracy = sum(outcomes) / len(outcomes)
-    gates = _gate_checks(recipe, generation_stats, reward_accuracy)
-
+    gates = _gate_checks(recipe, evaluation)
+    probe_rows = _probe_prompts(recipe, seed)
     with (root / "prompts.jsonl").open("w") as handle:
-        for problem in probe:
-            handle.write(json.dumps({"prompt": problem.question, "answer": problem.answer}) + "\n")
+        for row in probe_rows:
+            handle.write(json.dumps(row) + "\n")
 
     models = {}
-    for name, model in (("base", base), *finetuned.items(), ("reward", reward)):
+    trained: dict[str, PreTrainedModel] = {"base": base, **finetuned}
+    for name, trained_model in trained.items():
         weights = root / MODEL_DIRS[name] / "model.safetensors"
         models[name] = {
             "path": MODEL_DIRS[name],
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in trained_model.parameters()),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "final_train_loss": round(final_losses[name], 4),
         }
@@ -451,56 +441,193 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         "recipe": dataclasses.asdict(recipe),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.perf_counter() - started, 1),
+        # CPU time of the (single-threaded) build: its wall time on an otherwise idle core.
+        "build_cpu_seconds": round(time.process_time() - cpu_started, 1),
         "stage_seconds": {name: round(value, 1) for name, value in stage_seconds.items()},
         "versions": _versions(),
         "models": models,
-        "prompts": {"path": "prompts.jsonl", "split": "probe", "count": len(probe)},
+        "reward_rule": REWARD_RULE,
+        "max_positions": recipe.max_position_embeddings,
+        "prompts": {
+            "path": "prompts.jsonl",
+            "split": "probe",
+            "count": len(probe_rows),
+            "longest_tokens": max(len(tokenizer(row["prompt"])["input_ids"]) for row in probe_rows),
+        },
         "gates": {
             "passed": all(check.passed for check in gates),
             "checks": [dataclasses.asdict(check) for check in gates],
-            "heldout": generation_stats,
-            "reward_pairwise_accuracy": reward_accuracy,
-            "reward_accuracy_by_preference": {
-                kinds: sum(values) / len(values) for kinds, values in by_preference.items()
-            },
+            **evaluation,
         },
     }
     (root / "world.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def _gate_checks(
-    recipe: WorldRecipe, stats: dict[str, dict[str, Any]], reward_accuracy: float
-) -> list[GateCheck]:
-    instruct, reasoning, base = stats["sft_instruct"], stats["sft_reasoning"], stats["base"]
-    ratio = reasoning["mean_length"] / max(instruct["mean_length"], 1e-9)
+def _probe_prompts(recipe: WorldRecipe, seed: int) -> list[dict[str, Any]]:
+    """The probe split's prompts: R problems and (``probe_knowledge_share``) K questions."""
+    n_knowledge = round(recipe.probe_prompts * recipe.probe_knowledge_share)
+    facts = task.facts("probe")
+    random.Random(f"probe-{seed}").shuffle(facts)
+    rows = [
+        {"prompt": fact.question, "answer": fact.answer, "domain": "K"}
+        for fact in facts[:n_knowledge]
+    ]
+    problems = task.generate_problems(seed, recipe.probe_prompts - len(rows), "probe")
+    rows += [{"prompt": p.question, "answer": str(p.answer), "domain": "R"} for p in problems]
+    random.Random(f"probe-order-{seed}").shuffle(rows)
+    return rows
+
+
+def knowledge_items(split: task.Split = "heldout") -> list[tuple[str, list[str], int]]:
+    """The K multiple-choice items of ``split``: ``(question, ["answer red", ...], label)``."""
+    items = []
+    for fact in task.facts(split):
+        values, label = fact.choices()
+        items.append((fact.question, [f"answer {value}" for value in values], label))
+    return items
+
+
+def task_vector_ratio(base: dict[str, Any], finetuned: dict[str, Any]) -> float:
+    """``||finetuned - base|| / ||base||`` over all parameters (the task vector's relative size)."""
+    import torch
+
+    delta = sum(float(torch.sum((finetuned[k] - base[k]).float() ** 2)) for k in base)
+    norm = sum(float(torch.sum(base[k].float() ** 2)) for k in base)
+    return (delta / norm) ** 0.5
+
+
+def _merged(
+    base: PreTrainedModel, sfts: list[PreTrainedModel], weights: list[float], alpha: float
+) -> PreTrainedModel:
+    """The BAI merge ``alpha * base + (1 - alpha) * sum_i w_i * sft_i`` as a new model."""
+    merged = copy.deepcopy(base)
+    base_state = base.state_dict()
+    states = [model.state_dict() for model in sfts]
+    mixed = {}
+    for name, tensor in base_state.items():
+        stage1 = sum(w * state[name] for w, state in zip(weights, states, strict=True))
+        mixed[name] = alpha * tensor + (1 - alpha) * stage1
+    merged.load_state_dict(mixed)
+    return merged
+
+
+def _evaluate_world(
+    recipe: WorldRecipe,
+    seed: int,
+    base: PreTrainedModel,
+    finetuned: dict[str, PreTrainedModel],
+    tokenizer: Any,
+    add_task: Any,
+    advance: Any,
+) -> dict[str, Any]:
+    """Held-out K and R scores, lengths and task-vector ratios of every model and merge."""
+    from sweeps.demo.generation import choice_accuracy, evaluate_generations, generate
+
+    items = knowledge_items("heldout")
+    problems = task.generate_problems(seed, recipe.heldout_problems, "heldout")
+    questions = [p.question for p in problems]
+    answers = [p.answer for p in problems]
+    sfts = [finetuned["sft_instruct"], finetuned["sft_reasoning"]]
+    named: list[tuple[str, Any]] = [("base", base), *finetuned.items()]
+    named += [(f"merge_w0.5_alpha{alpha:g}", alpha) for alpha in ALPHA_GRID[:-1]]
+    gate_task = add_task("precondition gates", total=len(named))
+    scores: dict[str, dict[str, Any]] = {}
+    for name, model_or_alpha in named:
+        model = (
+            _merged(base, sfts, [0.5, 0.5], model_or_alpha)
+            if isinstance(model_or_alpha, float)
+            else model_or_alpha
+        )
+        generations = generate(model, tokenizer, questions, recipe.max_new_tokens)
+        stats = evaluate_generations(generations, answers)
+        scores[name] = {
+            "K": round(choice_accuracy(model, tokenizer, items), 4),
+            "R": round(stats.accuracy, 4),
+            "mean_length": round(stats.mean_length, 2),
+            "finished_rate": round(stats.finished_rate, 4),
+            "example": {"prompt": generations[0].prompt, "response": generations[0].text},
+        }
+        advance(gate_task)
+    base_state = base.state_dict()
+    ratios = {
+        name: round(task_vector_ratio(base_state, model.state_dict()), 4)
+        for name, model in finetuned.items()
+    }
+    return {
+        "heldout_counts": {"K": len(items), "R": len(problems)},
+        "scores": scores,
+        "task_vector_ratio": ratios,
+    }
+
+
+def _gate_checks(recipe: WorldRecipe, evaluation: dict[str, Any]) -> list[GateCheck]:
+    scores = evaluation["scores"]
+    base, instruct, reasoning = scores["base"], scores["sft_instruct"], scores["sft_reasoning"]
+    merge = scores["merge_w0.5_alpha0"]
+    along_alpha = [*(scores[f"merge_w0.5_alpha{a:g}"] for a in ALPHA_GRID[:-1]), base]
+    jump = max(
+        abs(b[domain] - a[domain])
+        for domain in ("K", "R")
+        for a, b in itertools.pairwise(along_alpha)
+    )
+    ratios = evaluation["task_vector_ratio"]
+    length_ratio = reasoning["mean_length"] / max(instruct["mean_length"], 1e-9)
     return [
-        GateCheck(
+        _gate(
+            "instruct_beats_base_on_K",
+            instruct["K"] - base["K"],
+            ">=",
+            recipe.min_domain_gain,
+            "sft-instruct's held-out K score minus the base's",
+        ),
+        _gate(
+            "reasoning_beats_base_on_R",
+            reasoning["R"] - base["R"],
+            ">=",
+            recipe.min_domain_gain,
+            "sft-reasoning's held-out R score minus the base's",
+        ),
+        _gate(
+            "reasoning_forgets_K",
+            base["K"] - reasoning["K"],
+            ">=",
+            recipe.min_knowledge_loss,
+            "the base's held-out K score minus sft-reasoning's",
+        ),
+        _gate(
             "reasoning_length_ratio",
-            ratio,
+            length_ratio,
+            ">=",
             recipe.min_length_ratio,
-            ratio >= recipe.min_length_ratio,
-            "sft-reasoning's mean held-out response length over sft-instruct's",
+            "sft-reasoning's greedy R response length over sft-instruct's",
         ),
-        GateCheck(
-            "instruct_accuracy_gain",
-            instruct["accuracy"] - base["accuracy"],
-            recipe.min_accuracy_gain,
-            instruct["accuracy"] - base["accuracy"] >= recipe.min_accuracy_gain,
-            "sft-instruct's held-out greedy accuracy minus base's",
+        _gate(
+            "merge_keeps_K",
+            merge["K"] / max(instruct["K"], 1e-9),
+            ">=",
+            recipe.min_merge_retention,
+            "K score of the merge w=(0.5,0.5), alpha=0 over sft-instruct's",
         ),
-        GateCheck(
-            "reasoning_accuracy_gain",
-            reasoning["accuracy"] - base["accuracy"],
-            recipe.min_accuracy_gain,
-            reasoning["accuracy"] - base["accuracy"] >= recipe.min_accuracy_gain,
-            "sft-reasoning's held-out greedy accuracy minus base's",
+        _gate(
+            "merge_keeps_R",
+            merge["R"] / max(reasoning["R"], 1e-9),
+            ">=",
+            recipe.min_merge_retention,
+            "R score of the merge w=(0.5,0.5), alpha=0 over sft-reasoning's",
         ),
-        GateCheck(
-            "reward_pairwise_accuracy",
-            reward_accuracy,
-            recipe.min_reward_accuracy,
-            reward_accuracy >= recipe.min_reward_accuracy,
-            "reward model ranks the preferred response first on held-out pairs",
+        _gate(
+            "alpha_smooth",
+            jump,
+            "<=",
+            recipe.max_alpha_jump,
+            f"largest K or R change between neighbouring alpha {ALPHA_GRID} at w=(0.5,0.5)",
+        ),
+        _gate(
+            "task_vectors_small",
+            max(ratios.values()),
+            "<=",
+            recipe.max_task_vector_ratio,
+            "largest ||sft - base|| / ||base|| of the two SFT models",
         ),
     ]
 

@@ -30,9 +30,9 @@ from evaluators.exceptions import (
     ModelLoadError,
     TaskDataUnavailableError,
 )
+from evaluators.task_family import ANSWER_PATTERN, expected_answer, parse_problem, split_of
 from evaluators.tasks import DEFAULT_REPORT, DEFAULT_SELECTION, SHIPPED_TASKS, TASKS_DIR
 from evaluators.tasks.make_data import build_task_data, stale_task_data
-from sweeps.demo.problems import ANSWER_PATTERN, Problem
 from tests.evaluators._bench_support import network_guard, user_task_body, write_task_yaml
 from tests.tiny_models import make_checkpoint
 
@@ -80,14 +80,14 @@ def test_config_defaults_to_the_shipped_suite() -> None:
     assert [ref.name for ref in config.selection] == list(DEFAULT_SELECTION)
     assert [ref.name for ref in config.report] == list(DEFAULT_REPORT)
     assert set(DEFAULT_SELECTION).isdisjoint(DEFAULT_REPORT)
-    assert {"bai_arith_mc", "bai_arith_gen"} <= set(DEFAULT_SELECTION)
+    assert {"bai_facts_mc", "bai_arith_gen"} <= set(DEFAULT_SELECTION)
 
 
 def test_config_accepts_names_refs_and_the_tasks_alias() -> None:
     config = BenchmarkConfig.model_validate(
         {
             "tasks": [
-                "bai_arith_mc",
+                "bai_facts_mc",
                 {"name": "bai_arith_gen", "weight": 3, "metric": "exact_match"},
             ],
             "report": "bai_arith_long_gen",
@@ -95,12 +95,12 @@ def test_config_accepts_names_refs_and_the_tasks_alias() -> None:
         }
     )
     assert config.selection == (
-        TaskRef(name="bai_arith_mc"),
+        TaskRef(name="bai_facts_mc"),
         TaskRef(name="bai_arith_gen", weight=3.0, metric="exact_match"),
     )
     assert config.report == (TaskRef(name="bai_arith_long_gen"),)
     assert config.include_path == (Path("some/dir"),)
-    assert config.task_names == ["bai_arith_mc", "bai_arith_gen", "bai_arith_long_gen"]
+    assert config.task_names == ["bai_facts_mc", "bai_arith_gen", "bai_arith_long_gen"]
     # A dumped config validates back to the same config (SweepSpec embeds it).
     assert BenchmarkConfig.model_validate(config.model_dump()) == config
 
@@ -209,19 +209,15 @@ def test_committed_task_data_is_up_to_date_and_held_out() -> None:
     assert set(data) == set(SHIPPED_TASKS)
     for docs in data.values():
         for doc in docs:
-            problem = _problem_of(doc["question"])
-            assert problem.split == "heldout"
-            assert problem.answer == doc["answer"]
-    for doc in data["bai_arith_mc"]:
+            assert split_of(doc["question"]) == "heldout"
+            assert expected_answer(doc["question"]) == str(doc["answer"])
+    for doc in data["bai_facts_mc"]:
+        assert parse_problem(doc["question"]) is None
         assert len(set(doc["choices"])) == len(doc["choices"]) == 4
         assert doc["choices"][doc["label"]] == f"answer {doc['answer']}"
         assert all(ANSWER_PATTERN.fullmatch(choice) for choice in doc["choices"])
-    assert all(4 <= doc["steps"] <= 5 for doc in data["bai_arith_long_gen"])
-
-
-def _problem_of(question: str) -> Problem:
-    words = question.removeprefix("what is ").removesuffix(" ?").split()
-    return Problem(tuple(int(w) for w in words[::2]), tuple(words[1::2]))
+    assert all(2 <= doc["steps"] <= 4 for doc in data["bai_arith_gen"])
+    assert all(doc["steps"] == 5 for doc in data["bai_arith_long_gen"])
 
 
 def test_shipped_yamls_use_relative_paths_and_render_absolute(tmp_path: Path) -> None:
@@ -264,7 +260,7 @@ def test_offline_switch_reaches_an_already_imported_datasets() -> None:
 
 def test_malformed_yaml_in_include_path_is_a_clear_error(tmp_path: Path, tokenizer) -> None:
     write_task_yaml(tmp_path, "broken", "task: broken\ndoc_to_text: [unclosed\n")
-    config = _small(selection=["bai_arith_mc"], report=[], include_path=[tmp_path])
+    config = _small(selection=["bai_facts_mc"], report=[], include_path=[tmp_path])
     with pytest.raises(MalformedTaskError, match=r"broken\.yaml is malformed"):
         BenchmarkRunner(config, tokenizer)
 
@@ -293,7 +289,7 @@ def test_missing_local_data_fails_fast(tmp_path: Path, tokenizer, no_network) ->
 
 
 def test_unknown_metric_fails_before_scoring(tokenizer) -> None:
-    config = _small(selection=[{"name": "bai_arith_mc", "metric": "f1"}], report=[])
+    config = _small(selection=[{"name": "bai_facts_mc", "metric": "f1"}], report=[])
     with pytest.raises(BenchmarkConfigError, match="has no metric 'f1'; it has acc,none"):
         BenchmarkRunner(config, tokenizer)
 
@@ -303,15 +299,17 @@ def test_unknown_metric_fails_before_scoring(tokenizer) -> None:
 
 def test_scores_a_tiny_model_offline(tiny_dirs, tokenizer, no_network) -> None:
     model = _load(tiny_dirs[0]).train()
-    config = _small(selection=["bai_arith_mc", {"name": "bai_arith_gen", "weight": 2}])
+    config = _small(
+        selection=["bai_facts_mc", {"name": "bai_arith_gen", "weight": 2}], max_gen_toks=32
+    )
     result = evaluate_benchmarks(model, tokenizer, config)
 
-    assert list(result.per_task) == ["bai_arith_mc", "bai_arith_gen", "bai_arith_long_gen"]
+    assert list(result.per_task) == ["bai_facts_mc", "bai_arith_gen", "bai_arith_long_gen"]
     for task in result.per_task.values():
         assert task.n_samples == LIMIT
         assert 0.0 <= task.score <= 1.0
         assert task.metric == SHIPPED_TASKS[task.name].metric
-    mc, gen = result.per_task["bai_arith_mc"], result.per_task["bai_arith_gen"]
+    mc, gen = result.per_task["bai_facts_mc"], result.per_task["bai_arith_gen"]
     assert result.benchmark == pytest.approx((mc.score + 2 * gen.score) / 3)
     long_gen = result.per_task["bai_arith_long_gen"]
     assert result.report_tasks == {"bai_arith_long_gen": long_gen.score}
@@ -320,7 +318,7 @@ def test_scores_a_tiny_model_offline(tiny_dirs, tokenizer, no_network) -> None:
 
 
 def test_runner_reuse_gives_the_same_scores_as_fresh_runs(tiny_dirs, tokenizer) -> None:
-    config = _small(selection=["bai_arith_mc"], report=[])
+    config = _small(selection=["bai_facts_mc"], report=[])
     model_a, model_b = _load(tiny_dirs[0]), _load(tiny_dirs[1])
     runner = BenchmarkRunner(config, tokenizer)
     first_a = runner.score(model_a)
@@ -337,7 +335,7 @@ def test_runner_reuse_gives_the_same_scores_as_fresh_runs(tiny_dirs, tokenizer) 
 
 def test_scoring_leaves_the_callers_random_streams_alone(tiny_dirs, tokenizer) -> None:
     model = _load(tiny_dirs[0])
-    runner = BenchmarkRunner(_small(selection=["bai_arith_mc"], report=[]), tokenizer)
+    runner = BenchmarkRunner(_small(selection=["bai_facts_mc"], report=[]), tokenizer)
     torch.manual_seed(7)
     random.seed(7)
     expected = (torch.rand(3), random.random())
@@ -366,7 +364,7 @@ def test_user_task_directory_runs(tmp_path: Path, tiny_dirs, tokenizer, no_netwo
     )
     write_task_yaml(tmp_path / "tasks", "my_task", user_task_body("my_task", data))
     config = _small(
-        selection=["my_task"], report=["bai_arith_mc"], include_path=[tmp_path / "tasks"]
+        selection=["my_task"], report=["bai_facts_mc"], include_path=[tmp_path / "tasks"]
     )
     result = evaluate_benchmarks(_load(tiny_dirs[0]), tokenizer, config)
     assert result.per_task["my_task"].metric == "exact_match,none"
@@ -375,16 +373,16 @@ def test_user_task_directory_runs(tmp_path: Path, tiny_dirs, tokenizer, no_netwo
 
 
 def test_evaluate_checkpoint_loads_model_and_tokenizer(tiny_dirs, tmp_path: Path) -> None:
-    config = _small(selection=["bai_arith_mc"], report=[])
+    config = _small(selection=["bai_facts_mc"], report=[])
     result = evaluate_checkpoint(tiny_dirs[0], config)
-    assert result.per_task["bai_arith_mc"].n_samples == LIMIT
+    assert result.per_task["bai_facts_mc"].n_samples == LIMIT
     with pytest.raises(ModelLoadError, match="does not exist"):
         evaluate_checkpoint(tmp_path / "missing", config)
     assert issubclass(ModelLoadError, EvaluatorError)
 
 
 def test_a_kept_wrapper_follows_weights_swapped_in_place(tiny_dirs, tokenizer) -> None:
-    runner = BenchmarkRunner(_small(selection=["bai_arith_mc"], report=[]), tokenizer)
+    runner = BenchmarkRunner(_small(selection=["bai_facts_mc"], report=[]), tokenizer)
     model_a, model_b = _load(tiny_dirs[0]), _load(tiny_dirs[1])
     expected_a, expected_b = runner.score(model_a), runner.score(model_b)
     assert expected_a.per_task != expected_b.per_task, "the two tiny models must score apart"

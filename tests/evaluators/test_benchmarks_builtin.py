@@ -38,10 +38,10 @@ def test_builtin_task_without_local_data_fails_fast_offline(
 
 
 def test_unknown_task_lists_the_known_ones(tokenizer) -> None:
-    config = BenchmarkConfig(selection=["bai_arith_mc"], report=["bai_arith_mcq"], device="cpu")
+    config = BenchmarkConfig(selection=["bai_facts_mc"], report=["bai_facts_mcq"], device="cpu")
     with pytest.raises(UnknownTaskError) as caught:
         BenchmarkRunner(config, tokenizer)
     message = str(caught.value)
-    assert message.startswith("unknown benchmark task(s): bai_arith_mcq.")
-    assert "Did you mean bai_arith_mc" in message
-    assert "Known local tasks: bai_arith_gen, bai_arith_long_gen, bai_arith_mc" in message
+    assert message.startswith("unknown benchmark task(s): bai_facts_mcq.")
+    assert "Did you mean bai_facts_mc" in message
+    assert "Known local tasks: bai_arith_gen, bai_arith_long_gen, bai_facts_mc" in message

@@ -10,7 +10,7 @@ from tests.evaluators._bench_support import network_guard
 
 pytestmark = pytest.mark.slow
 
-LIMIT = 60
+LIMIT = 40
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +31,21 @@ def world_scores(demo_world) -> dict[str, BenchmarkResult]:
     return scores
 
 
-def test_instruct_sft_beats_base_on_what_it_was_trained_for(world_scores) -> None:
-    base, instruct = world_scores["base"], world_scores["sft_instruct"]
-    # Brief "answer N" responses: both the log-likelihood choice and the generated answer.
-    assert instruct.per_task["bai_arith_mc"].score > base.per_task["bai_arith_mc"].score
-    assert instruct.per_task["bai_arith_gen"].score > base.per_task["bai_arith_gen"].score
-    assert instruct.benchmark > base.benchmark
-
-
-def test_reasoning_sft_beats_base_on_generation(world_scores) -> None:
-    base, reasoning = world_scores["base"], world_scores["sft_reasoning"]
-    # Reasoning traces end with "answer N": the generated answer is what it was trained for.
-    assert reasoning.per_task["bai_arith_gen"].score > base.per_task["bai_arith_gen"].score
-    assert reasoning.benchmark > base.benchmark
+def test_each_sft_beats_base_in_its_own_domain(world_scores) -> None:
+    base = world_scores["base"].per_task
+    instruct = world_scores["sft_instruct"].per_task
+    reasoning = world_scores["sft_reasoning"].per_task
+    # K: the instruct model answers fact questions in the "answer X" format it was tuned on.
+    assert instruct["bai_facts_mc"].score > base["bai_facts_mc"].score
+    # R: the generation task lets the reasoning model write its chain before "answer N".
+    assert reasoning["bai_arith_gen"].score > base["bai_arith_gen"].score
+    assert reasoning["bai_arith_long_gen"].score > base["bai_arith_long_gen"].score
 
 
 def test_real_aggregate_is_the_mean_of_the_selection_scores(world_scores) -> None:
     for result in world_scores.values():
         selection = result.selection_scores
-        assert set(selection) == {"bai_arith_mc", "bai_arith_gen"}
+        assert set(selection) == {"bai_facts_mc", "bai_arith_gen"}
         assert result.benchmark == pytest.approx(sum(selection.values()) / len(selection))
         assert set(result.report_tasks) == {"bai_arith_long_gen"}
-        assert all(task.n_samples == LIMIT for task in result.per_task.values())
+        assert all(task.n_samples <= LIMIT for task in result.per_task.values())

@@ -213,8 +213,8 @@ def test_incompatible_checkpoints(open_api: httpx.Client, model_root: ModelRoot)
 
 @pytest.mark.usefixtures("nothing_queued")
 def test_unknown_benchmark_task(open_api: httpx.Client, model_root: ModelRoot) -> None:
-    spec = model_root.spec(benchmarks={"tasks": ["bai_arith_mc", "no_such_task"], "limit": 2})
-    _reject(open_api, open_api.post("/sweeps", json=spec), 422, "no_such_task", "bai_arith_mc")
+    spec = model_root.spec(benchmarks={"tasks": ["bai_facts_mc", "no_such_task"], "limit": 2})
+    _reject(open_api, open_api.post("/sweeps", json=spec), 422, "no_such_task", "bai_facts_mc")
 
 
 def test_include_path_tasks(open_api: httpx.Client, model_root: ModelRoot) -> None:
@@ -230,7 +230,7 @@ def test_include_path_tasks(open_api: httpx.Client, model_root: ModelRoot) -> No
     spec["benchmarks"]["tasks"] = ["not_mine"]
     _reject(open_api, open_api.post("/sweeps", json=spec), 422, "not_mine", "my_task")
     assert _queued(open_api) == before
-    spec["benchmarks"]["tasks"] = ["my_task", "bai_arith_mc"]
+    spec["benchmarks"]["tasks"] = ["my_task", "bai_facts_mc"]
     created = open_api.post("/sweeps", json=spec)
     assert created.status_code == 202, created.text
     stored = open_api.get(f"/sweeps/{created.json()['id']}").json()["spec"]["benchmarks"]

@@ -14,7 +14,7 @@ def _world(root: Path) -> SimpleNamespace:
         root=root,
         base=root / "base",
         sfts=[root / "sft-instruct", root / "sft-reasoning"],
-        reward=root / "reward",
+        reward_rule="bai_world",
         prompts=root / "prompts.jsonl",
     )
 
@@ -23,6 +23,7 @@ def test_demo_sweep_spec_uses_the_world(tmp_path: Path) -> None:
     world = _world(tmp_path / "abc")
     spec = demo_sweep_spec(world)  # type: ignore[arg-type]
     assert spec.models.sft == [str(p) for p in world.sfts]
+    assert spec.models.reward_rule == "bai_world" and spec.models.reward is None
     assert 6 <= spec.search.n_trials <= 8
     kinds = [p.kind for p in spec.seed_points()]
     assert kinds.count("baseline") == 2 and len(kinds) < spec.search.n_trials

@@ -40,7 +40,8 @@ def _parse(group: Any, args: list[str]) -> Any:
 
 
 def test_expected_services() -> None:
-    assert {"postgres", "ray-head", "api", "worker", "dashboard", "migrate"} <= set(SERVICES)
+    expected = {"postgres", "ray-head", "ray-node", "api", "worker", "dashboard", "migrate"}
+    assert expected <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", OUR_IMAGE_SERVICES)
@@ -62,6 +63,7 @@ def test_service_commands() -> None:
     api = _command(SERVICES["api"])
     assert api[:2] == ["bai-sweep", "serve"] and "--no-worker" in api
     assert _command(SERVICES["ray-head"])[:3] == ["ray", "start", "--head"]
+    assert _command(SERVICES["ray-node"])[:3] == ["ray", "start", "--address=ray-head:6379"]
 
 
 @pytest.mark.parametrize("name", OUR_IMAGE_SERVICES)
@@ -120,9 +122,10 @@ def test_environment_is_consistent() -> None:
         assert match.group(1) == postgres["POSTGRES_USER"]
         assert match.group(2) == postgres["POSTGRES_PASSWORD"]
         assert match.group(3) == postgres["POSTGRES_DB"]
-    assert _env("worker")["RAY_ADDRESS"] == "ray://ray-head:10001"
+    # The worker joins by GCS address: Ray Client (ray://) is refused by the runner.
     ray_head = _command(SERVICES["ray-head"])
-    assert "--ray-client-server-port=10001" in ray_head
+    assert _env("worker")["RAY_ADDRESS"] == f"ray-head:{_option(ray_head, '--port', '=')}"
+    assert not any("client" in part for part in ray_head)
     assert "RAY_ADDRESS" not in _env("api"), "the API never starts or joins Ray"
     assert "BAI_SWEEP_API_TOKEN" in _env("api")
     assert _env("api")["BAI_SWEEP_API_TOKEN"].startswith("${BAI_SWEEP_API_TOKEN:?")
@@ -137,7 +140,9 @@ def _published(name: str) -> list[tuple[str | None, int, int]]:
     return ports
 
 
-def _option(command: list[str], option: str) -> str:
+def _option(command: list[str], option: str, sep: str = " ") -> str:
+    if sep == "=":
+        return next(part.split("=", 1)[1] for part in command if part.startswith(option + "="))
     return command[command.index(option) + 1]
 
 
@@ -166,7 +171,7 @@ def test_volumes_are_declared_and_shared() -> None:
     roots = _env("worker")["BAI_SWEEP_MODEL_ROOTS"]
     # The API validates model paths, the worker and the Ray nodes read them, the dashboard
     # reads the artifacts: all see the same data volume and model roots.
-    for name in ("api", "worker", "ray-head", "dashboard"):
+    for name in ("api", "worker", "ray-head", "ray-node", "dashboard"):
         targets = {mount.split(":")[1] for mount in mounts[name]}
         assert {data_dir, roots} <= targets, name
         assert _env(name)["BAI_SWEEP_MODEL_ROOTS"] == roots

@@ -12,7 +12,7 @@ import pytest
 
 from service.settings import Settings
 from service.worker import Worker
-from storage import finish_sweep, init_database, session_scope
+from storage import init_database
 from tests.service.conftest import ModelRoot, live_server
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
 
@@ -41,16 +41,10 @@ def test_api_and_workers_share_the_queue(
 
         def fake_run_sweep(**kwargs: Any) -> SimpleNamespace:
             """A fake runner: waits for the other workers, then succeeds."""
-            ran[kwargs["sweep_id"]] = kwargs["worker_id"]
+            lease = kwargs["lease"]
+            ran[lease.sweep_id] = lease.worker_id
             gate.wait(timeout=30)
-            with session_scope(engine) as session:
-                finish_sweep(
-                    session,
-                    sweep_id=kwargs["sweep_id"],
-                    status="succeeded",
-                    worker_id=kwargs["worker_id"],
-                )
-            return SimpleNamespace(status="succeeded")
+            return SimpleNamespace(status="succeeded", error=None)
 
         workers = [
             Worker(settings, engine, worker_id=f"pg-worker-{i}", run_sweep=fake_run_sweep)

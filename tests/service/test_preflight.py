@@ -204,11 +204,11 @@ def test_spec_without_probe_section_runs_on_the_demo_world(demo_world, tmp_path:
         "models": {
             "base": str(demo_world.base),
             "sft": [str(path) for path in demo_world.sfts],
-            "reward": str(demo_world.reward),
+            "reward_rule": demo_world.reward_rule,
             "prompts": str(demo_world.prompts),
         },
         "search": {"n_trials": 1, "seed_points": [{"alpha": 0.5}]},
-        "benchmarks": {"selection": ["bai_arith_mc"], "report": [], "limit": 8},
+        "benchmarks": {"selection": ["bai_facts_mc"], "report": [], "limit": 8},
     }
     check_spec(SweepSpec.parse(spec))
     spec_file = tmp_path / "sweep.yaml"

@@ -1,4 +1,4 @@
-"""The worker loop with fake sweep runners (the real runner is exercised in test_flow.py)."""
+"""The worker loop with fake sweep runners (the real runner: test_flow.py, test_cluster.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from sqlalchemy import Engine
 from service.settings import Settings
 from service.worker import Worker
 from storage import (
+    LeaseState,
     SweepStatus,
     claim_next_sweep,
     create_sweep,
-    finish_sweep,
     get_sweep,
     heartbeat,
     init_database,
@@ -50,7 +50,7 @@ def _status(engine: Engine, sweep_id: str) -> Any:
 
 
 class FakeRunner:
-    """Records its calls and ends each sweep as ``behaviour`` says."""
+    """A fake runner, named as such: records its calls and ends each run as ``behaviour`` says."""
 
     def __init__(self, engine: Engine, behaviour: Callable[[str, dict], str]) -> None:
         self.engine = engine
@@ -60,16 +60,8 @@ class FakeRunner:
     def __call__(self, **kwargs: Any) -> SimpleNamespace:
         self.calls.append(kwargs)
         self.thread = threading.current_thread()
-        status = self.behaviour(kwargs["sweep_id"], kwargs)
-        if status in ("succeeded", "failed", "cancelled"):
-            with session_scope(self.engine) as session:
-                finish_sweep(
-                    session,
-                    sweep_id=kwargs["sweep_id"],
-                    status=status,
-                    worker_id=kwargs["worker_id"],
-                )
-        return SimpleNamespace(status=status)
+        status = self.behaviour(kwargs["lease"].sweep_id, kwargs)
+        return SimpleNamespace(status=status, error=None)
 
 
 def test_runs_queued_sweeps_oldest_first(settings: Settings, engine: Engine) -> None:
@@ -77,12 +69,12 @@ def test_runs_queued_sweeps_oldest_first(settings: Settings, engine: Engine) -> 
     fake = FakeRunner(engine, lambda sweep_id, kwargs: "succeeded")
     worker = Worker(settings, engine, worker_id="w1", run_sweep=fake)
     assert worker.run(idle_exit=True) == 2
-    assert [call["sweep_id"] for call in fake.calls] == [first, second]
+    assert [call["lease"].sweep_id for call in fake.calls] == [first, second]
     call = fake.calls[0]
-    assert call["database_url"] == settings.resolved_database_url
-    assert call["worker_id"] == "w1" and call["ray_address"] is None
-    assert call["heartbeat_interval"] == settings.heartbeat_interval
-    assert call["should_stop"]() is False
+    assert call["lease"].engine is engine and call["lease"].worker_id == "w1"
+    assert call["ray_address"] is None and call["data_dir"] == settings.data_dir
+    assert call["lease"].heartbeat_interval == settings.heartbeat_interval
+    assert call["lease"].state is LeaseState.FINISHED  # settled by the worker
     assert fake.thread is not threading.main_thread()  # signals stay with the main thread
     assert _status(engine, first).status is SweepStatus.SUCCEEDED
 
@@ -110,7 +102,7 @@ def test_stop_hands_the_running_sweep_back(settings: Settings, engine: Engine) -
 
     def behaviour(sweep_id: str, kwargs: dict) -> str:
         worker.stop()  # e.g. SIGTERM while the sweep runs
-        assert kwargs["should_stop"]() is True
+        assert kwargs["lease"].should_stop is True
         return "stopped"
 
     worker._run_sweep = FakeRunner(engine, behaviour)
@@ -166,3 +158,23 @@ def test_survives_an_unavailable_database(
     monkeypatch.setattr(worker, "claim", flaky_claim)
     assert worker.run(max_sweeps=1) == 1
     assert _status(engine, sweep_id).status is SweepStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("command", [["worker", "--once"], ["serve"], ["run", "spec.yaml"]])
+def test_ray_client_addresses_are_refused_before_work_starts(
+    command: list[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from tests.sweeps.conftest import write_demo_spec
+
+    monkeypatch.setenv("BAI_SWEEP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    world = SimpleNamespace(base="/b", sfts=["/s1", "/s2"], reward="/r", prompts="/p")
+    write_demo_spec(world, tmp_path / "spec.yaml", name="refused")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "ray://" in result.output and "GCS address" in result.output
+    assert not (tmp_path / "bai-sweep.db").exists()  # refused before any work

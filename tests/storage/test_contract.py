@@ -300,7 +300,7 @@ class TestStorageContract:
             state=TrialState.COMPLETE,
             objectives={"stability": 0.8, "benchmark": float("nan")},
             stability={"length_retention": 0.9},
-            benchmarks={"bai_arith_mc": 0.4},
+            benchmarks={"bai_facts_mc": 0.4},
             duration_s=12.5,
             finished_at=T0,
         )

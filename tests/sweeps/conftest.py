@@ -20,7 +20,7 @@ BAI_SWEEP = str(Path(sys.executable).with_name("bai-sweep"))
 #: A probe and a benchmark small enough for CI, big enough to be real (one seed per candidate;
 #: the tests about repeats ask for more).
 FAST_PROBE = {"steps": 3, "batch_size": 4, "response_length": 24, "repeats": 1}
-FAST_BENCHMARKS = {"selection": ["bai_arith_mc"], "report": [], "limit": 8, "batch_size": 8}
+FAST_BENCHMARKS = {"selection": ["bai_facts_mc"], "report": [], "limit": 8, "batch_size": 8}
 
 
 def write_demo_spec(world: Any, path: Path, *, name: str, **overrides: Any) -> Path:
@@ -30,7 +30,7 @@ def write_demo_spec(world: Any, path: Path, *, name: str, **overrides: Any) -> P
         "models": {
             "base": str(world.base),
             "sft": [str(p) for p in world.sfts],
-            "reward": str(world.reward),
+            "reward_rule": world.reward_rule,
             "prompts": str(world.prompts),
         },
         "search": {

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import threading
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from evaluators import task_family as task
+from evaluators.task_family import generate_problems
 from sweeps.demo import (
     DemoWorld,
     Generation,
@@ -24,11 +26,11 @@ from sweeps.demo import (
     load_world,
 )
 from sweeps.demo import world as world_module
-from sweeps.demo._tokenizer import build_tokenizer
-from sweeps.demo.problems import Problem, generate_problems
+from sweeps.demo._tokenizer import MAX_POSITIONS, build_tokenizer
 from sweeps.exceptions import SweepsError
+from tests.evaluators._bench_support import network_guard
 
-# A world small enough to train in seconds; its gates are recorded but not enforced.
+# A world small enough to train in seconds; its gates are computed and recorded, not enforced.
 TINY_STAGE = StageRecipe(steps=4, batch_size=4, learning_rate=1e-3)
 TINY = WorldRecipe(
     hidden_size=32,
@@ -40,21 +42,21 @@ TINY = WorldRecipe(
     base=TINY_STAGE,
     instruct=TINY_STAGE,
     reasoning=TINY_STAGE,
-    reward=TINY_STAGE,
-    reward_train_problems=50,
     heldout_problems=8,
-    reward_heldout_problems=4,
     probe_prompts=8,
     max_new_tokens=8,
     enforce_gates=False,
 )
-
-
-def _problem_of(question: str) -> Problem:
-    words = question.split()
-    assert words[:2] == ["what", "is"] and words[-1] == "?", question
-    terms = words[2:-1]
-    return Problem(tuple(int(t) for t in terms[0::2]), tuple(terms[1::2]))
+GATES = [
+    "instruct_beats_base_on_K",
+    "reasoning_beats_base_on_R",
+    "reasoning_forgets_K",
+    "reasoning_length_ratio",
+    "merge_keeps_K",
+    "merge_keeps_R",
+    "alpha_smooth",
+    "task_vectors_small",
+]
 
 
 def _sha256(path: Path) -> str:
@@ -76,6 +78,11 @@ def test_tokenizer_round_trips_through_auto_tokenizer(tmp_path):
     response = tokenizer("17 plus 8 is 25 . answer -3", add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in response
     assert tokenizer.decode(response) == "17 plus 8 is 25 . answer -3"
+    assert tokenizer.model_max_length == MAX_POSITIONS
+    problem = generate_problems(0, 1, "train", min_steps=5, max_steps=5)[0]
+    fact = task.all_facts()[0]
+    for text in (problem.verbose_solution, fact.question, *fact.sentences()):
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"], text
     batch = tokenizer(["what is 1 plus 2 ?", "what is 3 ?"], padding=True)
     assert batch["input_ids"][1][:2] == [tokenizer.pad_token_id] * 2
 
@@ -108,7 +115,6 @@ def test_tiny_world_layout_and_record(tiny_world):
     for directory in (tiny_world.base, tiny_world.sft_instruct, tiny_world.sft_reasoning):
         assert (directory / "model.safetensors").is_file()
         assert (directory / "tokenizer.json").is_file()
-    assert (tiny_world.reward / "model.safetensors").is_file()
     record = json.loads(tiny_world.world_json.read_text())
     assert record["seed"] == 0 and record["recipe"]["hidden_size"] == 32
     assert record["build_seconds"] > 0
@@ -116,12 +122,9 @@ def test_tiny_world_layout_and_record(tiny_world):
         weights = tiny_world.root / info["path"] / "model.safetensors"
         assert info["weights_sha256"] == _sha256(weights), name
         assert info["parameters"] > 0
-    assert [check.name for check in tiny_world.gates] == [
-        "reasoning_length_ratio",
-        "instruct_accuracy_gain",
-        "reasoning_accuracy_gain",
-        "reward_pairwise_accuracy",
-    ]
+    assert [check.name for check in tiny_world.gates] == GATES
+    assert record["reward_rule"] == tiny_world.reward_rule == "bai_world"
+    assert set(record["gates"]["task_vector_ratio"]) == {"sft_instruct", "sft_reasoning"}
     assert load_world(tiny_world.root) == tiny_world
     assert not list(tiny_world.root.parent.glob(".building-*"))
 
@@ -180,9 +183,71 @@ def test_concurrent_builders_train_once(tmp_path, monkeypatch):
     assert len(worlds) == 2 and worlds[0] == worlds[1]
 
 
+def test_every_gate_is_recomputed_from_the_recorded_scores(tiny_world):
+    record = json.loads(tiny_world.world_json.read_text())
+    scores = record["gates"]["scores"]
+    gates = {check.name: check for check in tiny_world.gates}
+    base, instruct, reasoning = scores["base"], scores["sft_instruct"], scores["sft_reasoning"]
+    merge = scores["merge_w0.5_alpha0"]
+    expected = {
+        "instruct_beats_base_on_K": instruct["K"] - base["K"],
+        "reasoning_beats_base_on_R": reasoning["R"] - base["R"],
+        "reasoning_forgets_K": base["K"] - reasoning["K"],
+        "reasoning_length_ratio": reasoning["mean_length"] / instruct["mean_length"],
+        "merge_keeps_K": merge["K"] / max(instruct["K"], 1e-9),
+        "merge_keeps_R": merge["R"] / max(reasoning["R"], 1e-9),
+        "task_vectors_small": max(record["gates"]["task_vector_ratio"].values()),
+    }
+    for name, value in expected.items():
+        assert gates[name].value == pytest.approx(value, abs=1e-4), name
+    along = [scores[f"merge_w0.5_alpha{a:g}"] for a in world_module.ALPHA_GRID[:-1]] + [base]
+    jump = max(
+        abs(right[domain] - left[domain])
+        for domain in ("K", "R")
+        for left, right in itertools.pairwise(along)
+    )
+    assert gates["alpha_smooth"].value == pytest.approx(jump, abs=1e-4)
+    for check in tiny_world.gates:
+        holds = (
+            check.value >= check.threshold
+            if check.comparison == ">="
+            else check.value <= check.threshold
+        )
+        assert check.passed == holds, check.name
+
+
+@pytest.mark.parametrize(
+    ("change", "gate"),
+    [
+        ({"min_domain_gain": 1.01}, "instruct_beats_base_on_K"),
+        ({"min_length_ratio": 1e6}, "reasoning_length_ratio"),
+        ({"max_task_vector_ratio": 0.0}, "task_vectors_small"),
+    ],
+)
+def test_a_failed_gate_raises_with_its_name(tiny_world, monkeypatch, tmp_path, change, gate):
+    record = json.loads(tiny_world.world_json.read_text())
+    strict = dataclasses.replace(TINY, enforce_gates=True, **change)
+    checks = world_module._gate_checks(strict, record["gates"])
+    assert not {c.name: c for c in checks}[gate].passed
+    failing = [c for c in checks if not c.passed]
+    monkeypatch.setattr(world_module, "_gate_checks", lambda *_: failing)
+    with pytest.raises(QualityGateError, match=gate):
+        build_world(tmp_path, progress=False, recipe=strict)
+
+
+def test_an_unenforced_gate_is_recorded_but_does_not_stop_the_build(monkeypatch, tmp_path):
+    assert set(world_module.UNENFORCED_GATES) < set(GATES)
+    smooth = world_module._gate("alpha_smooth", 0.9, "<=", 0.3, "largest change")
+    monkeypatch.setattr(world_module, "_gate_checks", lambda *_: [smooth])
+    strict = dataclasses.replace(TINY, enforce_gates=True)
+    world = build_world(tmp_path, progress=False, recipe=strict)
+    assert [(c.name, c.passed) for c in world.gates] == [("alpha_smooth", False)]
+    assert world.metrics["gates"]["passed"] is False
+
+
 def test_a_failed_gate_is_an_error_and_only_its_record_is_kept(tmp_path):
-    strict = dataclasses.replace(TINY, enforce_gates=True, min_accuracy_gain=1.01)
-    with pytest.raises(QualityGateError, match="instruct_accuracy_gain") as failure:
+    strict = dataclasses.replace(TINY, enforce_gates=True, min_domain_gain=1.01)
+    with pytest.raises(QualityGateError, match="instruct_beats_base_on_K") as failure:
         build_world(tmp_path, progress=False, recipe=strict)
     assert isinstance(failure.value, SweepsError)
     kept = sorted(path.name for path in tmp_path.iterdir() if not path.name.endswith(".lock"))
@@ -198,6 +263,7 @@ def test_load_world_of_an_empty_directory_is_a_user_error(tmp_path):
 def test_generate_on_a_tiny_model(tiny_world):
     tokenizer = AutoTokenizer.from_pretrained(tiny_world.base)
     model = AutoModelForCausalLM.from_pretrained(tiny_world.sft_reasoning)
+    assert model.config.max_position_embeddings == TINY.max_position_embeddings >= 16 + 256
     generations = generate(model, tokenizer, ["what is 1 plus 2 ?", "what is 3 ?"], 5)
     assert [g.prompt for g in generations] == ["what is 1 plus 2 ?", "what is 3 ?"]
     for generation in generations:
@@ -211,16 +277,17 @@ def test_generate_on_a_tiny_model(tiny_world):
 @pytest.mark.slow
 def test_world_passes_and_records_its_gates(demo_world):
     record = json.loads(demo_world.world_json.read_text())
-    assert record["gates"]["passed"] is True
     checks = {check.name: check for check in demo_world.gates}
-    assert all(check.passed and check.value >= check.threshold for check in checks.values())
+    assert list(checks) == GATES
+    enforced = [c for c in checks.values() if c.name not in world_module.UNENFORCED_GATES]
+    assert all(check.passed for check in enforced)
     assert checks["reasoning_length_ratio"].threshold >= 3.0
-    assert checks["reward_pairwise_accuracy"].threshold >= 0.8
-    heldout = record["gates"]["heldout"]
-    ratio = heldout["sft_reasoning"]["mean_length"] / heldout["sft_instruct"]["mean_length"]
-    assert ratio == pytest.approx(checks["reasoning_length_ratio"].value)
-    for name in ("sft_instruct", "sft_reasoning"):
-        assert heldout[name]["accuracy"] >= heldout["base"]["accuracy"] + 0.15
+    assert checks["merge_keeps_K"].threshold >= 0.7 and checks["merge_keeps_R"].threshold >= 0.7
+    scores = record["gates"]["scores"]
+    assert scores["sft_instruct"]["K"] > scores["base"]["K"]
+    assert scores["sft_reasoning"]["R"] > scores["base"]["R"]
+    assert max(record["gates"]["task_vector_ratio"].values()) <= 0.1
+    assert record["max_positions"] >= record["prompts"]["longest_tokens"] + 256
     for name, info in record["models"].items():
         weights = demo_world.root / info["path"] / "model.safetensors"
         assert info["weights_sha256"] == _sha256(weights), name
@@ -234,51 +301,30 @@ def test_world_models_and_tokenizers_load_with_auto_classes(demo_world):
         assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}) == 3
         model = AutoModelForCausalLM.from_pretrained(directory)
         assert model.config.eos_token_id == tokenizer.eos_token_id
-    reward = AutoModelForSequenceClassification.from_pretrained(demo_world.reward)
-    tokenizer = AutoTokenizer.from_pretrained(demo_world.reward)
-    assert reward.config.num_labels == 1
-    assert reward.config.pad_token_id == tokenizer.pad_token_id
-    assert hasattr(reward, "score")
 
 
 @pytest.mark.slow
-def test_world_reward_prefers_correct_then_concise(demo_world):
-    tokenizer = AutoTokenizer.from_pretrained(demo_world.reward)
-    reward = AutoModelForSequenceClassification.from_pretrained(demo_world.reward)
-    problems = generate_problems(7, 32, "heldout", min_steps=2, max_steps=2)
-    texts = {"brief": [], "trace": [], "truncated": []}
-    for problem in problems:
-        texts["brief"].append(f"{problem.question} {problem.brief_answer} <eos>")
-        texts["trace"].append(f"{problem.question} {problem.reasoning_trace} <eos>")
-        cut = problem.reasoning_trace.rsplit(" . ", 1)[0]
-        texts["truncated"].append(f"{problem.question} {cut}")
-    with torch.no_grad():
-        scores = {
-            kind: reward(**tokenizer(rows, return_tensors="pt", padding=True)).logits[:, 0]
-            for kind, rows in texts.items()
-        }
-    assert (scores["brief"] > scores["trace"]).float().mean() >= 0.8
-    assert (scores["trace"] > scores["truncated"]).float().mean() >= 0.8
-
-
-@pytest.mark.slow
-def test_world_prompts_are_disjoint_from_training(demo_world):
+def test_world_prompts_are_the_probe_split(demo_world):
     rows = [json.loads(line) for line in demo_world.prompts.read_text().splitlines()]
     recipe = demo_world.metrics["recipe"]
     assert len(rows) == recipe["probe_prompts"]
-    train_problems = generate_problems(demo_world.seed, recipe["train_problems"], "train")
-    train = {problem.question for problem in train_problems}
+    train = {
+        p.question for p in generate_problems(demo_world.seed, recipe["train_problems"], "train")
+    }
+    train |= {fact.question for fact in task.facts("train")}
+    domains = {row["domain"] for row in rows}
+    assert domains == {"K", "R"}
     for row in rows:
-        problem = _problem_of(row["prompt"])
-        assert problem.split == "probe"
-        assert problem.answer == row["answer"]
+        assert task.split_of(row["prompt"]) == "probe"
+        assert task.expected_answer(row["prompt"]) == row["answer"]
+        assert task.domain_of(row["prompt"]) == row["domain"]
         assert row["prompt"] not in train
 
 
 @pytest.mark.slow
 def test_world_sft_models_answer_as_trained(demo_world):
     tokenizer = AutoTokenizer.from_pretrained(demo_world.base)
-    problems = generate_problems(demo_world.seed, 48, "heldout")
+    problems = generate_problems(demo_world.seed, 32, "heldout")
     questions, answers = [p.question for p in problems], [p.answer for p in problems]
     stats = {}
     for name, directory in (
@@ -286,7 +332,7 @@ def test_world_sft_models_answer_as_trained(demo_world):
         ("reasoning", demo_world.sft_reasoning),
     ):
         model = AutoModelForCausalLM.from_pretrained(directory)
-        stats[name] = evaluate_generations(generate(model, tokenizer, questions, 32), answers)
+        stats[name] = evaluate_generations(generate(model, tokenizer, questions, 160), answers)
     assert stats["reasoning"].mean_length >= 3 * stats["instruct"].mean_length
     assert stats["instruct"].finished_rate == 1.0
 
@@ -297,3 +343,9 @@ def test_world_paths_are_absolute_when_built_from_a_relative_path(tiny_world, mo
     assert world == tiny_world
     assert world.base.is_absolute() and world.prompts.is_absolute()
     assert load_world(tiny_world.root.name).root == tiny_world.root
+
+
+def test_a_tiny_build_makes_no_network_connection(tmp_path, monkeypatch):
+    with network_guard(monkeypatch) as attempts:
+        build_world(tmp_path, progress=False, recipe=dataclasses.replace(TINY, probe_prompts=9))
+    assert attempts == []

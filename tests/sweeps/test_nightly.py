@@ -1,4 +1,4 @@
-"""Nightly comparison, exit codes and the resume-or-create claim of ``bai-sweep run``."""
+"""Nightly comparison and exit codes (resume-or-create: tests/storage/test_lease.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storage import init_database, repository, session_scope
-from sweeps.exceptions import SweepRunError
 from sweeps.nightly import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REGRESSION,
-    claim_for_run,
     compare_sweeps,
     exit_code,
 )
 from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord
-from sweeps.spec import SweepSpec
 from tests.sweeps.conftest import ResumedSweep, run_cli
 
 OBJECTIVES = [ObjectiveInfo("stability", "maximize", 0.0), ObjectiveInfo("kl", "minimize", 1.0)]
@@ -88,48 +84,6 @@ def test_exit_codes() -> None:
     assert exit_code("cancelled", None) == EXIT_FAILED
     with pytest.raises(ValueError):
         compare_sweeps(_data("b"), None, tolerance=-1)
-
-
-def _spec(name: str = "nightly") -> SweepSpec:
-    models = {"base": "/b", "sft": ["/s"], "reward": "/r", "prompts": "/p"}
-    return SweepSpec.parse({"name": name, "models": models, "search": {"n_trials": 5}})
-
-
-def test_claim_for_run_creates_then_resumes(tmp_path: Path) -> None:
-    engine = init_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    spec = _spec()
-    with session_scope(engine) as session:
-        first = claim_for_run(session, spec=spec, worker_id="w1", worker_alive=lambda s: True)
-    assert not first.resumed
-    with (
-        session_scope(engine) as session,
-        pytest.raises(SweepRunError, match="being run by worker w1"),
-    ):
-        claim_for_run(session, spec=spec, worker_id="w2", worker_alive=lambda s: True)
-    with session_scope(engine) as session:
-        again = claim_for_run(session, spec=spec, worker_id="w2", worker_alive=lambda s: False)
-        sweep = repository.get_sweep(session, sweep_id=again.sweep_id)
-    assert again.resumed and again.sweep_id == first.sweep_id
-    assert sweep.worker_id == "w2" and sweep.attempts == 2
-    with session_scope(engine) as session:
-        fresh = claim_for_run(
-            session, spec=spec, worker_id="w3", worker_alive=lambda s: False, fresh=True
-        )
-        other = claim_for_run(
-            session, spec=_spec("other"), worker_id="w3", worker_alive=lambda s: False
-        )
-    assert not fresh.resumed and fresh.sweep_id != first.sweep_id
-    assert not other.resumed
-
-
-def test_claim_for_run_ignores_a_changed_spec(tmp_path: Path) -> None:
-    engine = init_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with session_scope(engine) as session:
-        first = claim_for_run(session, spec=_spec(), worker_id="w1", worker_alive=lambda s: False)
-    changed = _spec().model_copy(update={"export_front": True})
-    with session_scope(engine) as session:
-        second = claim_for_run(session, spec=changed, worker_id="w1", worker_alive=lambda s: False)
-    assert second.sweep_id != first.sweep_id and not second.resumed
 
 
 @pytest.mark.slow

@@ -120,44 +120,129 @@ def test_stock_searcher_leaves_the_trial_running(tmp_path) -> None:
     assert stock._ot_study.get_trials()[0].state is TrialState.RUNNING
 
 
-def test_searcher_pickles_without_its_hook(tmp_path) -> None:
-    # Tune cloudpickles its config (searcher included) when a Tuner starts.
+def test_tune_links_pickle_without_the_live_run_and_a_copy_refuses_to_run() -> None:
+    # Tune cloudpickles its config (callbacks, stopper, searcher hook) into tuner.pkl; a copy
+    # run anywhere else (Ray Client runs the Tuner on the head) must fail loudly, not no-op.
     from ray import cloudpickle
 
-    searcher = _searcher(tmp_path, [])
-    copy = cloudpickle.loads(cloudpickle.dumps(searcher))
-    assert copy._before_tell is None
-    assert copy._objective_names == OBJECTIVES
+    from sweeps._tune_driver import SinkBeforeTell, _SinkCallback, _SinkStopper
+    from sweeps.exceptions import SweepRunError
+
+    class Sink:
+        stop = True
+
+        def should_stop(self) -> bool:
+            return self.stop
+
+    sink = Sink()
+    stopper, callback, hook = _SinkStopper(sink), _SinkCallback(sink), SinkBeforeTell(sink)
+    assert stopper.stop_all() is True
+    for link in (stopper, callback, hook):
+        copy = cloudpickle.loads(cloudpickle.dumps(link))
+        with pytest.raises(SweepRunError, match="runs away from its recorder"):
+            _ = copy.sink
+    with pytest.raises(SweepRunError):
+        cloudpickle.loads(cloudpickle.dumps(stopper)).stop_all()
 
 
-def test_resume_fails_orphans_reenqueues_them_and_seeds_once(tmp_path) -> None:
-    from sweeps.runner import INTERRUPTED_ATTR, _finished_count, _prepare_study
+def test_storage_calls_are_retried_through_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.exceptions import StorageInternalError
+
+    from sweeps import _optuna_search
+
+    monkeypatch.setattr(_optuna_search.time, "sleep", lambda _s: None)
+    failures = [StorageInternalError("server closed the connection")] * 3
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "told"
+
+    assert _optuna_search.retry_storage(flaky, "tell") == "told" and not failures
+    with pytest.raises(StorageInternalError):
+        _optuna_search.retry_storage(
+            lambda: (_ for _ in ()).throw(StorageInternalError("down")), "tell", retry_for=0
+        )
+
+
+def test_resume_fails_orphans_reenqueues_them_seeds_once_and_reseeds(tmp_path) -> None:
+    from sweeps._study import INTERRUPTED_ATTR, finished_count, finished_rows, open_study
     from sweeps.spec import SweepSpec
 
     spec = SweepSpec.parse(
         {
             "name": "resume",
             "models": {"base": "/b", "sft": ["/s1", "/s2"], "reward": "/r", "prompts": "/p"},
-            "search": {"n_trials": 5, "seed_points": "baselines"},
+            "search": {"n_trials": 5, "seed_points": "baselines", "seed": 7},
         }
     )
-    space = spec.search_space()
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'resume.db'}")
-    study = optuna.create_study(storage=storage, study_name="s", directions=spec.directions)
-    assert _prepare_study(study, storage, space, spec, reason="lost") == []
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    first = open_study(url, "s", spec)
+    assert first.orphans == [] and first.study.metric_names == ["stability", "benchmark"]
+    space, study = first.space, first.study
+    first_seed = first.sampler_seed()
     # A first run: two trials asked (the two baselines), one finished, then the process died.
     done, orphan = study.ask(), study.ask()
     space.suggest(done), space.suggest(orphan)
-    study.tell(done, [0.5, 0.5])
-    assert _finished_count(study) == 1
-    again = optuna.load_study(study_name="s", storage=storage)
-    assert _prepare_study(again, storage, space, spec, reason="lost") == [orphan.number]
-    trials = again.get_trials()
+    done.set_user_attr("stability/length_retention", 0.9)
+    study.tell(done, [0.5, 0.4])
+    assert finished_count(study) == 1
+    again = open_study(url, "s", spec)
+    assert again.orphans == [orphan.number]
+    trials = again.study.get_trials()
     assert trials[orphan.number].state is TrialState.FAIL
     assert trials[orphan.number].user_attrs[INTERRUPTED_ATTR] is True
-    assert _finished_count(again) == 1  # the orphan does not use up the budget
+    assert finished_count(again.study) == 1  # the orphan does not use up the budget
     # The orphan's ratios come back first, with its seed kind; the seeds are not enqueued again.
-    waiting = again.get_trials(states=(TrialState.WAITING,))
+    waiting = again.study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1
     assert waiting[0].user_attrs == {"retry_of": orphan.number, "seed_kind": "baseline"}
     assert space.candidate(waiting[0].system_attrs["fixed_params"]).weights == (0.0, 1.0)
+    # The sampler continues from the history instead of replaying the first run's stream.
+    assert first_seed == 7 + 2  # the two enqueued baselines
+    assert again.sampler_seed() == 7 + 3 != first_seed  # two asked, one re-enqueued
+    # What Optuna knows of finished trials, to repair our rows after a kill.
+    rows = {row["number"]: row for row in finished_rows(again)}
+    assert rows[done.number]["objectives"] == {"stability": 0.5, "benchmark": 0.4}
+    assert rows[done.number]["stability"] == {"length_retention": 0.9}
+    assert rows[done.number]["finished_at"].tzinfo is not None
+    assert rows[orphan.number]["state"] == "failed"
+    assert rows[orphan.number]["error"].startswith("interrupted")
+
+
+def test_a_resumed_sampler_does_not_repropose_finished_candidates(tmp_path) -> None:
+    # The check: with a fixed seed, the first proposal after a resume used to equal
+    # the first trial before the kill.
+    from sweeps._study import open_study
+    from sweeps.spec import SweepSpec
+
+    spec = SweepSpec.parse(
+        {
+            "name": "reseed",
+            "models": {"base": "/b", "sft": ["/s1", "/s2"], "reward": "/r", "prompts": "/p"},
+            "search": {"n_trials": 6, "seed_points": "none", "sampler": "tpe", "seed": 0},
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'reseed.db'}"
+
+    def run(n: int) -> list[dict]:
+        opened = open_study(url, "s", spec)
+        study = optuna.load_study(study_name="s", storage=url, sampler=opened.sampler())
+        proposed = []
+        for _ in range(n):
+            trial = study.ask()
+            opened.space.suggest(trial)
+            study.tell(trial, [0.5, 0.5])
+            proposed.append(trial.params)
+        return proposed
+
+    before = run(2)
+    after = run(2)  # a new process resuming the same study
+    assert not any(params in before for params in after)
+    # The same seed without the history (what a resume did before) replays the first run.
+    fresh = optuna.create_study(
+        directions=spec.directions, sampler=make_sampler("tpe", SearchSpace(2, (0.0, 1.0)), seed=0)
+    )
+    trial = fresh.ask()
+    SearchSpace(2, (0.0, 1.0)).suggest(trial)
+    assert trial.params == before[0]

@@ -14,7 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import (
-    claim_sweep,
+    RunEnd,
+    SweepLease,
     create_sweep,
     get_front,
     get_sweep,
@@ -74,6 +75,17 @@ def test_killed_run_resumes_without_losing_trials(resumed_sweep: ResumedSweep) -
         assert trials[trial.number].error.startswith("interrupted")
         retries = [t for t in study.trials if t.user_attrs.get("retry_of") == trial.number]
         assert len(retries) == 1 and retries[0].params == trial.params
+    # No candidate ran twice: the resumed sampler continued instead of replaying its stream.
+    ratios = [tuple(sorted(t.params.items())) for t in counted]
+    assert len(set(ratios)) == len(ratios), ratios
+    # Optuna's tell and our rows agree on every trial, whatever the kill interrupted.
+    names = SweepSpec.from_file(resumed_sweep.spec_file).objective_names
+    states = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned"}
+    assert sorted(trials) == sorted(t.number for t in study.trials)
+    for told in study.trials:
+        assert trials[told.number].state.value == states[told.state.name]
+        if told.state is TrialState.COMPLETE:
+            assert told.values == [trials[told.number].objectives[n] for n in names]
     _assert_nothing_running(url, sweep_id)
 
 
@@ -213,19 +225,19 @@ def test_cancel_stops_the_sweep_promptly(demo_world: Any, tmp_path: Path) -> Non
     engine = init_database(url)
     with session_scope(engine) as session:
         sweep = create_sweep(session, name=spec.name, spec=spec.to_json_dict(), n_trials=6)
-        claim_sweep(session, sweep_id=sweep.id, worker_id="test-worker")
+    lease = SweepLease.claim(
+        engine, sweep_id=sweep.id, worker_id="test-worker", heartbeat_interval=0.5
+    )
+    assert lease is not None
     outcome: dict[str, Any] = {}
     events: list[str] = []
 
     def run() -> None:
-        outcome["value"] = run_sweep(
-            database_url=url,
-            sweep_id=sweep.id,
-            data_dir=tmp_path / "data",
-            worker_id="test-worker",
-            heartbeat_interval=0.5,
-            progress=lambda p: events.append(p.event),
-        )
+        with lease:
+            outcome["value"] = run_sweep(
+                lease=lease, data_dir=tmp_path / "data", progress=lambda p: events.append(p.event)
+            )
+            lease.settle(outcome["value"].status)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -257,12 +269,15 @@ def test_cancel_stops_the_sweep_promptly(demo_world: Any, tmp_path: Path) -> Non
     assert all(len(t.steps) < 30 for t in pruned)
 
 
-def test_run_sweep_refuses_a_sweep_it_does_not_hold(tmp_path: Path) -> None:
+def test_run_sweep_refuses_a_settled_lease_and_ray_client(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     engine = init_database(url)
     with session_scope(engine) as session:
         sweep = create_sweep(session, name="x", spec={}, n_trials=1)
-    with pytest.raises(SweepRunError, match="not running under 'w'"):
-        run_sweep(database_url=url, sweep_id=sweep.id, data_dir=tmp_path, worker_id="w")
-    with pytest.raises(SweepRunError, match="does not exist"):
-        run_sweep(database_url=url, sweep_id="nope", data_dir=tmp_path, worker_id="w")
+    lease = SweepLease.claim(engine, sweep_id=sweep.id, worker_id="w")
+    assert lease is not None
+    with pytest.raises(SweepRunError, match="ray://"):
+        run_sweep(lease=lease, data_dir=tmp_path, ray_address="ray://head:10001")
+    lease.settle(RunEnd.FAILED, "test")
+    with pytest.raises(SweepRunError, match="is finished"):
+        run_sweep(lease=lease, data_dir=tmp_path)

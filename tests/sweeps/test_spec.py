@@ -37,7 +37,7 @@ def test_defaults() -> None:
     assert isinstance(spec.probe, ProbeConfig) and isinstance(spec.benchmarks, BenchmarkConfig)
     assert [p.candidate.alpha for p in spec.seed_points()] == [0.1, 0.2, 0.5, 0.7, 0.9]
     # The default response budget fits the demo world's 128 positions with room for prompts.
-    assert spec.probe.response_length == 64
+    assert spec.probe.response_length == 128
 
 
 def test_importing_the_spec_changes_no_environment() -> None:

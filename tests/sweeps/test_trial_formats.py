@@ -70,7 +70,7 @@ def _spec(root: Path, **models) -> SweepSpec:
         "prompt": {"format": "chat", "system": "be brief"},
         "probe": {"steps": 2, "batch_size": 4, "response_length": 6, "device": "cpu"},
         "benchmarks": {
-            "selection": ["bai_arith_mc"],
+            "selection": ["bai_facts_mc"],
             "report": [],
             "limit": 2,
             "batch_size": 4,

@@ -1,0 +1,248 @@
+"""The Optuna room of a sweep: create or resume its study, seed points, sampler, decorations.
+
+The study lives in Optuna's RDB storage on the sweep database. On every (re)start:
+
+- orphaned ``RUNNING`` trials of a lost run are told ``FAIL`` (user attribute
+  :data:`INTERRUPTED_ATTR`) and their ratios enqueued again;
+- seed points are enqueued once (study attribute :data:`SEEDED_ATTR`);
+- the sampler's seed is derived from the study's history (the spec's seed plus the number of
+  trials so far), so a resumed sampler continues instead of replaying the first run's
+  proposals;
+- :func:`finished_rows` lists what Optuna knows of every finished trial, for the recorder to
+  repair a row that a kill between Optuna's tell and our write left behind. Our row is always
+  written after the tell (Tune tells its searcher before its callbacks, and the recorder
+  writes after the callback), so a kill can only leave our row behind Optuna's, never ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps._optuna_search import TrialVerdict
+from sweeps.constraints import constraints_from_result, set_trial_constraints
+from sweeps.search_space import SearchSpace, make_sampler
+from sweeps.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from optuna.artifacts import FileSystemArtifactStore
+
+logger = logging.getLogger(__name__)
+
+#: Optuna user attribute marking a trial that a lost or stopped run left unfinished.
+INTERRUPTED_ATTR = "interrupted"
+#: Optuna study user attribute set once the seed points were enqueued.
+SEEDED_ATTR = "seed_points_enqueued"
+#: Result prefixes copied into Optuna user attributes (shown by optuna-dashboard).
+DASHBOARD_PREFIXES = ("stability/", "benchmarks/", "probe/", "timings/", "placement/")
+
+STATE_NAMES = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "pruned"}
+_FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def study_storage(database_url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on the sweep database (psycopg 3 for PostgreSQL)."""
+    from storage.engine import normalize_url
+
+    url = normalize_url(database_url)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": 30}}
+    return optuna.storages.RDBStorage(
+        url.render_as_string(hide_password=False), engine_kwargs=engine_kwargs
+    )
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials counted against the budget: finished, not interrupted."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in _FINISHED and not t.user_attrs.get(INTERRUPTED_ATTR)
+    )
+
+
+@dataclass
+class SweepStudy:
+    """A sweep's Optuna study, opened (and repaired) for a run."""
+
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    spec: SweepSpec
+    space: SearchSpace
+    #: Numbers of orphaned trials failed and re-enqueued on opening.
+    orphans: list[int]
+
+    @property
+    def name(self) -> str:
+        """The study name."""
+        return self.study.study_name
+
+    def finished(self) -> int:
+        """Trials counted against the budget so far."""
+        return finished_count(self.study)
+
+    def any_complete(self) -> bool:
+        """True if at least one trial completed."""
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def interrupt_running(self, reason: str) -> list[int]:
+        """Fail (as interrupted) and re-enqueue trials still ``RUNNING`` in the study.
+
+        At a run's end these are strays: asks that a database outage cut short.
+        """
+        return [t.number for t in _fail_orphans(self.study, self.storage, reason=reason)]
+
+    def sampler_seed(self) -> int | None:
+        """The spec's seed plus the number of trials the study holds (None: random)."""
+        seed = self.spec.search.seed
+        return None if seed is None else seed + len(self.study.get_trials(deepcopy=False))
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        """The spec's sampler, seeded from the study's history (see the module docstring)."""
+        search = self.spec.search
+        return make_sampler(
+            search.sampler, self.space, seed=self.sampler_seed(), grid_levels=search.grid_levels
+        )
+
+
+def open_study(database_url: str, study_name: str, spec: SweepSpec) -> SweepStudy:
+    """Create or load the sweep's study, fail its orphans and enqueue the seed points once."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = study_storage(database_url)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, directions=spec.directions, load_if_exists=True
+    )
+    if list(study.metric_names or []) != list(spec.objective_names):
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.objective_names))
+    space = spec.search_space()
+    orphans = _fail_orphans(
+        study, storage, reason="interrupted: its run was lost before it finished"
+    )
+    if not study.user_attrs.get(SEEDED_ATTR):
+        for point in spec.seed_points():
+            study.enqueue_trial(
+                space.params(point.candidate),
+                user_attrs={"seed_kind": point.kind},
+                skip_if_exists=True,
+            )
+        study.set_user_attr(SEEDED_ATTR, True)
+    return SweepStudy(study, storage, spec, space, [t.number for t in orphans])
+
+
+def _fail_orphans(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, *, reason: str
+) -> list[FrozenTrial]:
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        # A trial of another (dead) process: only the storage can still decorate it.
+        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL)
+        requeue(study, trial)
+    return orphans
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
+    """Enqueue an interrupted trial's ratios again (same seed kind, ``retry_of`` its number)."""
+    attrs: dict[str, Any] = {"retry_of": trial.number}
+    if trial.user_attrs.get("seed_kind"):
+        attrs["seed_kind"] = trial.user_attrs["seed_kind"]
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def finished_rows(sweep_study: SweepStudy) -> list[dict[str, Any]]:
+    """Our trial-row fields for every finished Optuna trial, as Optuna recorded them.
+
+    Keyword arguments of :func:`storage.repository.upsert_trial` (without ``sweep_id``).
+    """
+    names = sweep_study.spec.objective_names
+    needed = set(sweep_study.space.param_names)
+    rows = []
+    for trial in sweep_study.study.get_trials(deepcopy=False, states=_FINISHED):
+        if not needed <= set(trial.params):
+            continue  # asked but never given its ratios: nothing ran
+        candidate = sweep_study.space.candidate(trial.params)
+        attrs = trial.user_attrs
+        state = STATE_NAMES[trial.state.name]
+        rows.append(
+            {
+                "number": trial.number,
+                "weights": candidate.weights,
+                "alpha": candidate.alpha,
+                "state": state,
+                "seed_kind": attrs.get("seed_kind"),
+                "objectives": dict(zip(names, trial.values, strict=True))
+                if state == "complete" and trial.values
+                else None,
+                "stability": _prefixed(attrs, "stability/") or None,
+                "benchmarks": _prefixed(attrs, "benchmarks/") or None,
+                "error": attrs.get("fail_reason"),
+                "started_at": _aware(trial.datetime_start),
+                "finished_at": _aware(trial.datetime_complete),
+                "node": attrs.get("placement/node"),
+            }
+        )
+    return rows
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # Optuna records naive local times.
+    return None if moment is None else moment.astimezone(UTC)
+
+
+def _prefixed(attrs: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in attrs.items() if key.startswith(prefix)}
+
+
+def decorate_trial(
+    ot_trial: optuna.Trial,
+    result: Mapping[str, Any] | None,
+    *,
+    verdict: TrialVerdict,
+    number: int,
+    weights: Sequence[float],
+    alpha: float,
+    seed_kind: str | None,
+    steps: Sequence[Mapping[str, Any]],
+    artifact_store: FileSystemArtifactStore | None,
+) -> None:
+    """A complete trial's constraints (read by the samplers and ``study.best_trials``, see
+    :mod:`sweeps.constraints`), then metrics as user attributes and the curve PNG as an
+    artifact, for optuna-dashboard."""
+    if verdict.state is TrialState.COMPLETE:
+        set_trial_constraints(ot_trial, constraints_from_result(result or {}))
+    for key, value in (result or {}).items():
+        scalar = isinstance(value, int | float | str | bool) or value is None
+        if key.startswith(DASHBOARD_PREFIXES) and scalar:
+            ot_trial.set_user_attr(key, value)
+    if not steps or artifact_store is None:
+        return
+    from optuna.artifacts import upload_artifact
+
+    from sweeps.reports import TrialRecord, trial_curves_figure
+
+    record = TrialRecord(
+        number=number,
+        weights=tuple(weights),
+        alpha=alpha,
+        state=STATE_NAMES.get(verdict.state.name, "failed"),
+        seed_kind=seed_kind,
+        steps=[dict(step) for step in steps],
+    )
+    with tempfile.TemporaryDirectory(prefix="bai-sweep-curve-") as tmp:
+        path = Path(tmp) / f"trial-{number}-curves.png"
+        path.write_bytes(trial_curves_figure(record))
+        upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=ot_trial)
