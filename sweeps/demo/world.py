@@ -530,7 +530,7 @@ def _evaluate_world(
     sfts = [finetuned["sft_instruct"], finetuned["sft_reasoning"]]
     named: list[tuple[str, Any]] = [("base", base), *finetuned.items()]
     named += [(f"merge_w0.5_alpha{alpha:g}", alpha) for alpha in ALPHA_GRID[:-1]]
-    gate_task = add_task("precondition gates", total=len(named))
+    gate_task = add_task("precondition gates", total=len(named), status="")
     scores: dict[str, dict[str, Any]] = {}
     for name, model_or_alpha in named:
         model = (

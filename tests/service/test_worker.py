@@ -171,7 +171,7 @@ def test_ray_client_addresses_are_refused_before_work_starts(
 
     monkeypatch.setenv("BAI_SWEEP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
-    world = SimpleNamespace(base="/b", sfts=["/s1", "/s2"], reward="/r", prompts="/p")
+    world = SimpleNamespace(base="/b", sfts=["/s1", "/s2"], reward_rule="bai_world", prompts="/p")
     write_demo_spec(world, tmp_path / "spec.yaml", name="refused")
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, command)
