@@ -110,7 +110,7 @@ class ModelRoot:
             },
             "search": {"n_trials": 6, "seed_points": "none"},
             "probe": {"steps": 2, "batch_size": 2, "response_length": 4, "repeats": 1},
-            "benchmarks": {"limit": 2},
+            "benchmarks": {"limit": 2, "max_gen_toks": 16},
         }
         spec.update(overrides)
         return spec
