@@ -87,7 +87,7 @@ class Stack:
             "models": {
                 "base": str(world.base),
                 "sft": [str(p) for p in world.sfts],
-                "reward": str(world.reward),
+                "reward_rule": world.reward_rule,
                 "prompts": str(world.prompts),
             },
             "search": {"n_trials": 4, "seed_points": ["baselines", {"alpha": 0.5}]},
