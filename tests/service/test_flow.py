@@ -125,7 +125,8 @@ def finished_sweep(service: Service, model_root: ModelRoot) -> str:
 def test_sweep_runs_to_completion(service: Service, finished_sweep: str) -> None:
     client = service.client
     detail = client.get(f"/sweeps/{finished_sweep}").json()
-    errors = [t.get("error") for t in client.get(f"/sweeps/{finished_sweep}/trials").json()["items"]]
+    trials = client.get(f"/sweeps/{finished_sweep}/trials").json()["items"]
+    errors = [trial.get("error") for trial in trials]
     assert detail["status"] == "succeeded", (detail.get("error"), errors)
     assert detail["progress"]["total"] == 3
     assert detail["progress"]["finished"] == 3
