@@ -133,12 +133,10 @@ class SweepLease:
     # --- taking a lease -------------------------------------------------------------------
 
     @classmethod
-    def claim_next(
-        cls, engine: Engine, *, worker_id: str, heartbeat_interval: float = 10.0
+    def _held(
+        cls, engine: Engine, sweep: Sweep | None, worker_id: str, heartbeat_interval: float
     ) -> SweepLease | None:
-        """Claim the oldest queued sweep (``None`` if the queue is empty)."""
-        with session_scope(engine) as session:
-            sweep = repository.claim_next_sweep(session, worker_id=worker_id)
+        """The lease of a sweep a claim just returned (``None`` when nothing was claimed)."""
         if sweep is None:
             return None
         return cls(
@@ -150,21 +148,22 @@ class SweepLease:
         )
 
     @classmethod
+    def claim_next(
+        cls, engine: Engine, *, worker_id: str, heartbeat_interval: float = 10.0
+    ) -> SweepLease | None:
+        """Claim the oldest queued sweep (``None`` if the queue is empty)."""
+        with session_scope(engine) as session:
+            sweep = repository.claim_next_sweep(session, worker_id=worker_id)
+        return cls._held(engine, sweep, worker_id, heartbeat_interval)
+
+    @classmethod
     def claim(
         cls, engine: Engine, *, sweep_id: str, worker_id: str, heartbeat_interval: float = 10.0
     ) -> SweepLease | None:
         """Claim queued sweep ``sweep_id`` (``None`` if it is not queued)."""
         with session_scope(engine) as session:
             sweep = repository.claim_sweep(session, sweep_id=sweep_id, worker_id=worker_id)
-        if sweep is None:
-            return None
-        return cls(
-            engine,
-            sweep,
-            worker_id,
-            heartbeat_interval=heartbeat_interval,
-            resumed=sweep.attempts > 1,
-        )
+        return cls._held(engine, sweep, worker_id, heartbeat_interval)
 
     @classmethod
     def for_run(
