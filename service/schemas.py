@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import SeedKind, SweepStatus, TrialState
-from storage.repository import Front, SweepSummary
 
 _CREATED = "2026-11-23T10:00:00Z"
 
@@ -135,7 +134,14 @@ class Progress(BaseModel):
     failed: int
     pruned: int
     running: int
-    finished: int = Field(description="completed + failed + pruned.")
+    interrupted: int = Field(
+        description="Failed trials whose run was lost or stopped: re-run on resume, so not "
+        "counted as finished.",
+    )
+    finished: int = Field(
+        description="Trials counted against the budget: completed + failed + pruned - "
+        "interrupted (what `bai-sweep run` reports)."
+    )
 
 
 class RunningTrial(_FromAttributes):
@@ -191,6 +197,7 @@ class SweepDetail(SweepItem):
                         "failed": 0,
                         "pruned": 1,
                         "running": 2,
+                        "interrupted": 0,
                         "finished": 8,
                     },
                     "front": {
@@ -226,42 +233,6 @@ class SweepDetail(SweepItem):
     front: FrontSummary | None = Field(description="Null until the first trial finished.")
     running_trials: list[RunningTrial]
     spec: dict[str, Any] = Field(description="The spec as queued (paths resolved).")
-
-    @classmethod
-    def of(cls, summary: SweepSummary) -> SweepDetail:
-        """From the repository's summary: the sweep's own columns by attribute, plus what the
-        summary adds (objectives, progress, front size, running trials)."""
-        sweep, counts, front = summary.sweep, summary.trial_counts, summary.front
-        detail = SweepItem.model_validate(sweep).model_dump()
-        detail.update(
-            error=sweep.error,
-            cancel_requested=sweep.cancel_requested,
-            attempts=sweep.attempts,
-            spec=sweep.spec,
-            objectives=_objectives(sweep.spec),
-            progress={
-                "total": sweep.n_trials,
-                "completed": counts[TrialState.COMPLETE],
-                "failed": counts[TrialState.FAILED],
-                "pruned": counts[TrialState.PRUNED],
-                "running": counts[TrialState.RUNNING],
-                "finished": summary.n_finished,
-            },
-            front=None if front is None else {"size": len(front.members), **vars(front)},
-            running_trials=summary.running,
-        )
-        return cls.model_validate(detail, from_attributes=True)
-
-
-def _objectives(spec: dict[str, Any]) -> list[Objective]:
-    from sweeps.spec import DEFAULT_DIRECTIONS
-
-    objectives = []
-    for entry in spec.get("objectives") or []:
-        name = entry if isinstance(entry, str) else entry["name"]
-        direction = None if isinstance(entry, str) else entry.get("direction")
-        objectives.append(Objective(name=name, direction=direction or DEFAULT_DIRECTIONS[name]))
-    return objectives
 
 
 class TrialItem(_FromAttributes):
@@ -397,26 +368,3 @@ class ParetoFrontBody(BaseModel):
         default=None,
         description="Null until a feasible, stable trial is on or tied with the front.",
     )
-
-    @classmethod
-    def of(
-        cls,
-        sweep_id: str,
-        spec: dict[str, Any],
-        front: Front | None,
-        statistics: dict[str, Any] | None = None,
-    ) -> ParetoFrontBody:
-        """From a stored sweep's spec, its front (``None`` before the first trial finished)
-        and :func:`sweeps.results.front_statistics_of`."""
-        if front is None:
-            return cls(
-                sweep_id=sweep_id,
-                objectives=_objectives(spec),
-                hypervolume=None,
-                reference_point=None,
-                revision=0,
-                updated_at=None,
-                members=[],
-            )
-        body = {**vars(front), **(statistics or {}), "objectives": _objectives(spec)}
-        return cls.model_validate(body, from_attributes=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
@@ -34,7 +34,10 @@ from storage.exceptions import (
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _engines: dict[str, Engine] = {}
+_hot_engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -146,8 +149,9 @@ def create_engine_for(url: str | URL) -> Engine:
 def dispose_engines() -> None:
     """Close every cached engine's connections and forget the engines (tests, forks)."""
     with _engines_lock:
-        engines = list(_engines.values())
+        engines = [*_engines.values(), *_hot_engines.values()]
         _engines.clear()
+        _hot_engines.clear()
     for engine in engines:
         engine.dispose()
 
@@ -157,9 +161,10 @@ def _forget_engines_after_fork() -> None:
     # (closing would end the parent's sessions) and start with fresh engines.
     global _engines_lock
     _engines_lock = threading.Lock()
-    for engine in _engines.values():
+    for engine in [*_engines.values(), *_hot_engines.values()]:
         engine.dispose(close=False)
     _engines.clear()
+    _hot_engines.clear()
 
 
 os.register_at_fork(after_in_child=_forget_engines_after_fork)
@@ -213,3 +218,38 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         raise
     finally:
         session.close()
+
+
+def _hot_engine(engine: Engine) -> Engine:
+    if engine.dialect.name == "sqlite":
+        return read_only_engine(engine)  # a local file: nothing to save per statement
+    key = engine.url.render_as_string(hide_password=False)
+    with _engines_lock:
+        hot = _hot_engines.get(key)
+        if hot is None:
+            hot = _hot_engines[key] = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+        return hot
+
+
+def hot_read(engine: Engine, read: Callable[[Connection], T]) -> T:
+    """``read(connection)`` for a poll that reads one statement, at the least cost per call.
+
+    PostgreSQL: a pool of its own in autocommit mode without pre-ping, so the statement is the
+    only round trip; a connection found dropped is replaced and ``read`` run once more. SQLite:
+    a DEFERRED transaction (never waits for writers). ``read`` must not write.
+
+    Raises:
+        StorageError: (a subclass of) for every database error.
+    """
+    hot = _hot_engine(engine)
+    for attempt in range(2):
+        try:
+            with hot.connect() as connection:
+                return read(connection)
+        except DBAPIError as exc:
+            if exc.connection_invalidated and attempt == 0:
+                continue
+            raise translate_error(exc, engine) from exc
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, engine) from exc
+    raise AssertionError("unreachable")

@@ -295,6 +295,9 @@ class ParetoFront(Base):
     reference_point: Mapped[list[float] | None]
     revision: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    #: What the measurement tells about this front (tied trials, hypervolume interval,
+    #: infeasible trials, recommendation), computed when it was stored; None if not given.
+    statistics: Mapped[dict[str, Any] | None]
 
     members: Mapped[list[ParetoMember]] = relationship(
         back_populates="front", lazy="raise", order_by="ParetoMember.position", passive_deletes=True
@@ -317,3 +320,16 @@ class ParetoMember(Base):
 
     front: Mapped[ParetoFront] = relationship(back_populates="members", lazy="raise")
     trial: Mapped[Trial] = relationship(lazy="raise")
+
+
+class SweepView(Base):
+    """The JSON bodies of ``GET /sweeps/{id}`` and ``GET /sweeps/{id}/pareto``, rendered by
+    every write that changes them (see :mod:`storage.views`); None until rendered."""
+
+    __tablename__ = "bai_sweep_views"
+
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("bai_sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    summary: Mapped[str | None] = mapped_column(Text)
+    pareto: Mapped[str | None] = mapped_column(Text)

@@ -48,6 +48,7 @@ from storage.models import (
     new_sweep_id,
     utc_now,
 )
+from storage.views import INTERRUPTED_PREFIX, lock_sweep, mark_changed
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -267,6 +268,7 @@ def create_sweep(
     )
     session.add(sweep)
     session.flush()
+    mark_changed(session, sweep_id)
     return sweep
 
 
@@ -343,7 +345,7 @@ def claim_next_sweep(
         .returning(Sweep)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    return session.scalars(statement).first()
+    return _changed(session, session.scalars(statement).first())
 
 
 def claim_sweep(
@@ -364,7 +366,13 @@ def claim_sweep(
         .returning(Sweep)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    return session.scalars(statement).first()
+    return _changed(session, session.scalars(statement).first())
+
+
+def _changed(session: Session, sweep: Sweep | None) -> Sweep | None:
+    if sweep is not None:
+        mark_changed(session, sweep.id)
+    return sweep
 
 
 def heartbeat(
@@ -439,6 +447,7 @@ def reclaim_stale_sweeps(
             error=f"abandoned: its worker stopped heart-beating {max_attempts} times",
         )
     requeued = move(literal(True), status=SweepStatus.QUEUED, worker_id=None, heartbeat_at=None)
+    mark_changed(session, *cancelled, *failed, *requeued)
     return ReclaimResult(requeued=requeued, cancelled=cancelled, failed=failed)
 
 
@@ -459,7 +468,10 @@ def release_sweep(session: Session, *, sweep_id: str, worker_id: str) -> bool:
         .returning(Sweep.id)
         .execution_options(synchronize_session=False)
     )
-    return released is not None
+    if released is None:
+        return False
+    mark_changed(session, sweep_id)
+    return True
 
 
 def finish_sweep(
@@ -500,6 +512,7 @@ def finish_sweep(
         .execution_options(synchronize_session=False, populate_existing=True)
     ).first()
     if finished is not None:
+        mark_changed(session, sweep_id)
         return finished
     current = get_sweep(session, sweep_id=sweep_id)
     if current.status in TERMINAL_SWEEP_STATUSES:
@@ -533,6 +546,7 @@ def request_cancel(session: Session, *, sweep_id: str, now: datetime | None = No
         sweep.finished_at = now
     sweep.cancel_requested = True
     session.flush()
+    mark_changed(session, sweep_id)
     return sweep
 
 
@@ -596,7 +610,7 @@ def upsert_trial(
     ratios = [float(w) for w in weights] + [float(alpha)]
     if not all(math.isfinite(value) for value in ratios):
         raise InvalidArgumentError(f"weights and alpha must be finite: {list(weights)}, {alpha}")
-    _require_sweep(session, sweep_id)
+    lock_sweep(session, sweep_id)
     values: dict[str, Any] = {
         "sweep_id": sweep_id,
         "number": number,
@@ -680,6 +694,7 @@ def record_steps(
     Raises:
         NotFoundError: no such trial (record it with :func:`upsert_trial` first).
     """
+    lock_sweep(session, sweep_id)
     trial_id = _trial_id(session, sweep_id, trial_number)
     rows = {row["step"]: row for row in (_step_row(trial_id, step) for step in steps)}
     ordered = [rows[key] for key in sorted(rows)]
@@ -693,10 +708,6 @@ def record_steps(
         )
         session.execute(statement, ordered)
     return len(ordered)
-
-
-#: Error prefix of a trial its run left unfinished; such a trial is re-run, not counted.
-INTERRUPTED_PREFIX = "interrupted"
 
 
 def count_budget_trials(session: Session, *, sweep_id: str) -> int:
@@ -728,6 +739,8 @@ def fail_running_trials(
         The numbers of the trials marked failed.
     """
     now = now or utc_now()
+    if not lock_sweep(session, sweep_id, must_exist=False):
+        return []
     return sorted(
         session.scalars(
             update(Trial)
@@ -788,6 +801,7 @@ def replace_front(
     members: Sequence[int],
     hypervolume: float | None,
     reference_point: Sequence[float] | None,
+    statistics: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Front:
     """Replace a sweep's Pareto front as a whole (readers see the old or the new one).
@@ -795,11 +809,14 @@ def replace_front(
     Args:
         members: Trial numbers on the front, in display order.
         hypervolume: Of the front w.r.t. ``reference_point``, at this moment.
+        statistics: What the measurement tells about this front
+            (``sweeps.reports.front_statistics``), served with it by ``GET /sweeps/{id}/pareto``;
+            without them the service computes them on each read.
 
     Raises:
         NotFoundError: no such sweep, or a member is not a trial of it.
     """
-    _require_sweep(session, sweep_id)
+    lock_sweep(session, sweep_id)
     numbers = list(dict.fromkeys(int(number) for number in members))
     ids = dict(
         session.execute(
@@ -819,6 +836,7 @@ def replace_front(
         sweep_id=sweep_id,
         hypervolume=_finite_or_none(hypervolume, "hypervolume"),
         reference_point=None if reference_point is None else [float(x) for x in reference_point],
+        statistics=None if statistics is None else _json_safe(dict(statistics)),
         revision=1,
         updated_at=now,
     )
@@ -827,6 +845,7 @@ def replace_front(
         set_={
             "hypervolume": statement.excluded.hypervolume,
             "reference_point": statement.excluded.reference_point,
+            "statistics": statement.excluded.statistics,
             "updated_at": statement.excluded.updated_at,
             "revision": ParetoFront.revision + 1,
         },
@@ -890,7 +909,6 @@ _FRONT_QUERY = (
     .where(Sweep.id == _SWEEP_ID)
     .order_by(ParetoMember.position)
 )
-_SPEC_FRONT_QUERY = _FRONT_QUERY.add_columns(Sweep.spec)
 _LATEST_STEP = (
     select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
     .join(Trial, Trial.id == TrialStep.trial_id)
@@ -910,14 +928,13 @@ _RUNNING_QUERY = (
 )
 
 
-def _front_rows(session: Session, sweep_id: str, *, with_spec: bool) -> list[Row[Any]]:
+def _front_rows(session: Session, sweep_id: str) -> list[Row[Any]]:
     """The rows of the sweep's front (header columns on each), in one statement.
 
     Raises:
         NotFoundError: no such sweep.
     """
-    query = _SPEC_FRONT_QUERY if with_spec else _FRONT_QUERY
-    rows = list(session.connection().execute(query, {"sweep_id": sweep_id}).all())
+    rows = list(session.connection().execute(_FRONT_QUERY, {"sweep_id": sweep_id}).all())
     if not rows:
         raise NotFoundError(f"sweep {sweep_id!r} not found")
     return rows
@@ -950,7 +967,7 @@ def _front_of(sweep_id: str, rows: list[Row[Any]]) -> Front | None:
 
 
 def _load_front(session: Session, sweep_id: str) -> Front | None:
-    return _front_of(sweep_id, _front_rows(session, sweep_id, with_spec=False))
+    return _front_of(sweep_id, _front_rows(session, sweep_id))
 
 
 def get_front(session: Session, *, sweep_id: str) -> Front | None:
@@ -960,17 +977,6 @@ def get_front(session: Session, *, sweep_id: str) -> Front | None:
         NotFoundError: no such sweep.
     """
     return _load_front(session, sweep_id)
-
-
-def get_spec_and_front(session: Session, *, sweep_id: str) -> tuple[dict[str, Any], Front | None]:
-    """A sweep's stored spec and its current front (None before the first trial finished),
-    in one statement.
-
-    Raises:
-        NotFoundError: no such sweep.
-    """
-    rows = _front_rows(session, sweep_id, with_spec=True)
-    return rows[0].spec, _front_of(sweep_id, rows)
 
 
 def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:

@@ -97,9 +97,11 @@ def load_report_data(
 
 
 def update_front(session: Session, *, sweep_id: str) -> repository.Front:
-    """Recompute the sweep's Pareto front from its complete trials and store it."""
+    """Recompute the sweep's Pareto front from its complete trials and store it with its
+    statistics (what ``GET /sweeps/{id}/pareto`` serves)."""
     sweep = repository.get_sweep(session, sweep_id=sweep_id)
-    complete = [t for t in _all_trials(session, sweep_id) if t.state is TrialState.COMPLETE]
+    trials = _all_trials(session, sweep_id)
+    complete = [t for t in trials if t.state is TrialState.COMPLETE]
     data = _report_data(sweep, [trial_record(t) for t in complete])
     return repository.replace_front(
         session,
@@ -107,6 +109,7 @@ def update_front(session: Session, *, sweep_id: str) -> repository.Front:
         members=[t.number for t in data.front()],
         hypervolume=data.hypervolume(),
         reference_point=data.reference_point,
+        statistics=front_statistics(_report_data(sweep, [trial_record(t) for t in trials])),
     )
 
 

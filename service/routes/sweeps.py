@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
-from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from service.auth import require_read_access, require_write_access
 from service.deps import CacheDep, EngineDep, SettingsDep
@@ -22,30 +22,43 @@ from service.schemas import (
     TrialPage,
 )
 from service.validation import validate_spec
-from storage import repository
-from storage.engine import session_scope
+from storage import repository, views
+from storage.engine import hot_read, session_scope
+from storage.exceptions import NotFoundError
 from storage.models import SweepStatus, TrialState
 from storage.repository import MAX_PAGE_SIZE
 from sweeps.spec import SweepSpec
 
 
-def _json(body: BaseModel) -> bytes:
-    return body.model_dump_json().encode()
+def _read_summary(sweep_id: str, connection: Connection) -> str | None:
+    exists, body = views.read_view(connection, sweep_id, "summary")
+    if exists and body is None:  # stored before the views were: render it now
+        body = views.render_summary(connection, sweep_id)
+    return body
 
 
 def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
-    with session_scope(engine, read_only=True) as session:
-        summary = repository.sweep_summary(session, sweep_id=sweep_id)
-    return _json(SweepDetail.of(summary))
+    body = hot_read(engine, partial(_read_summary, sweep_id))
+    if body is None:
+        raise NotFoundError(f"sweep {sweep_id!r} not found")
+    return body.encode()
 
 
 def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
+    exists, body = hot_read(engine, partial(views.read_view, sweep_id=sweep_id, kind="pareto"))
+    if not exists:
+        raise NotFoundError(f"sweep {sweep_id!r} not found")
+    if body is not None:
+        return body.encode()
+    # A front stored without its statistics (or before the views were): compute them.
     from sweeps.results import front_statistics_of
 
     with session_scope(engine, read_only=True) as session:
-        spec, front = repository.get_spec_and_front(session, sweep_id=sweep_id)
-        statistics = front_statistics_of(session, sweep_id=sweep_id) if front else None
-    return _json(ParetoFrontBody.of(sweep_id, spec, front, statistics))
+        rows = views.front_rows(session.connection(), sweep_id)
+        statistics = rows[0].statistics
+        if rows[0].revision is not None and statistics is None:
+            statistics = front_statistics_of(session, sweep_id=sweep_id)
+    return views.dump_body(views.pareto_body(sweep_id, rows, statistics)).encode()
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
