@@ -1,9 +1,10 @@
 """Latency of the REST API's hot reads under concurrent load, on SQLite and PostgreSQL.
 
 Seeds a database directly through the storage repository (default 50 sweeps x 200 trials,
-probe steps for every trial, a Pareto front per sweep, a few sweeps still running with their
-latest steps), starts ``uvicorn`` on loopback in a subprocess, then runs N concurrent clients
-(default 32, httpx async, keep-alive) for D seconds (default 20), each looping over random
+probe steps for every trial, a Pareto front per sweep stored as the runner stores it, a few
+sweeps still running with their latest steps), starts ``bai-sweep serve --no-worker`` on
+loopback in a subprocess, then runs N concurrent clients
+(default 32, keep-alive connections) for D seconds (default 20), each looping over random
 sweeps and alternating ``GET /sweeps/{id}`` and ``GET /sweeps/{id}/pareto``. Reports p50 / p99
 / max latency per endpoint, the throughput and the server's CPU time per request; the target is
 p99 < 100 ms on both databases without the API's read cache (the exit status says whether it
@@ -50,10 +51,10 @@ from storage import (  # noqa: E402 - after the path set-up
     finish_sweep,
     init_database,
     record_steps,
-    replace_front,
     session_scope,
     upsert_trial,
 )
+from sweeps.results import update_front  # noqa: E402
 
 ENDPOINTS = ("/sweeps/{id}", "/sweeps/{id}/pareto")
 TARGET_P99_MS = 100.0
@@ -82,7 +83,6 @@ def seed(url: str, *, n_sweeps: int, n_trials: int, n_steps: int, seed: int = 0)
                 now=start + timedelta(minutes=index),
             )
             ids.append(sweep.id)
-            values = []
             for number in range(n_trials):
                 is_running = running and number >= n_trials - 2
                 weights = [rng.random()]
@@ -115,20 +115,8 @@ def seed(url: str, *, n_sweeps: int, n_trials: int, n_steps: int, seed: int = 0)
                         for step in range(n_steps)
                     ],
                 )
-                if not is_running:
-                    values.append((number, objectives["stability"], objectives["benchmark"]))
-            front = [
-                number
-                for number, s, b in values
-                if not any(s2 >= s and b2 >= b and (s2, b2) != (s, b) for _, s2, b2 in values)
-            ]
-            replace_front(
-                session,
-                sweep_id=sweep.id,
-                members=front,
-                hypervolume=rng.random(),
-                reference_point=[0.0, 0.0],
-            )
+            # The runner's path: the front and its statistics, stored with the views.
+            update_front(session, sweep_id=sweep.id)
         if not running:
             with session_scope(engine) as session:
                 finish_sweep(session, sweep_id=sweep.id, status=SweepStatus.SUCCEEDED)
@@ -151,20 +139,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def live_server(url: str, data_dir: Path, *, cache_ttl: float) -> Iterator[tuple[str, int]]:
-    """``uvicorn --factory service.app:create_app`` on a free loopback port."""
+    """``bai-sweep serve --no-worker`` (the API as users run it) on a free loopback port."""
     port = free_port()
     env = {
         **os.environ,
         "BAI_SWEEP_DATABASE_URL": url,
         "BAI_SWEEP_DATA_DIR": str(data_dir),
         "BAI_SWEEP_READ_CACHE_TTL": str(cache_ttl),
+        "BAI_SWEEP_HOST": "127.0.0.1",
+        "BAI_SWEEP_PORT": str(port),
         "PYTHONPATH": str(REPO),
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env, cwd=data_dir)
+    command = [sys.executable, "-m", "service.cli", "serve", "--no-worker"]
+    # Its access log goes to /dev/null, written all the same.
+    process = subprocess.Popen(
+        command, env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

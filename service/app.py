@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from service.auth import RequestGuard
 from service.cache import ResponseCache
 from service.errors import install_error_handlers
+from service.hot_reads import HotReads
 from service.routes import health, reports, sweeps
 from service.settings import Settings, get_settings
 from storage.engine import create_engine_for
@@ -54,5 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(reports.router)
     app.include_router(health.router)
+    # The last added runs first: authentication, then the stored hot reads, then the routes.
+    app.add_middleware(HotReads, engine=app.state.engine, cache=app.state.response_cache)
     app.add_middleware(RequestGuard, settings=settings)
     return app

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
@@ -36,8 +36,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
 _hot_engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
-
-T = TypeVar("T")
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -220,36 +218,16 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         session.close()
 
 
-def _hot_engine(engine: Engine) -> Engine:
+def hot_read_engine(engine: Engine) -> Engine:
+    """An engine for polled one-statement reads of ``engine``'s database, at the least cost
+    per statement: on PostgreSQL a pool of its own in autocommit mode without pre-ping (the
+    statement is the only round trip; a dropped connection fails once and is replaced), on
+    SQLite ``engine`` itself (its connections run a lone statement in autocommit)."""
     if engine.dialect.name == "sqlite":
-        return read_only_engine(engine)  # a local file: nothing to save per statement
+        return engine
     key = engine.url.render_as_string(hide_password=False)
     with _engines_lock:
         hot = _hot_engines.get(key)
         if hot is None:
             hot = _hot_engines[key] = create_engine(engine.url, isolation_level="AUTOCOMMIT")
         return hot
-
-
-def hot_read(engine: Engine, read: Callable[[Connection], T]) -> T:
-    """``read(connection)`` for a poll that reads one statement, at the least cost per call.
-
-    PostgreSQL: a pool of its own in autocommit mode without pre-ping, so the statement is the
-    only round trip; a connection found dropped is replaced and ``read`` run once more. SQLite:
-    a DEFERRED transaction (never waits for writers). ``read`` must not write.
-
-    Raises:
-        StorageError: (a subclass of) for every database error.
-    """
-    hot = _hot_engine(engine)
-    for attempt in range(2):
-        try:
-            with hot.connect() as connection:
-                return read(connection)
-        except DBAPIError as exc:
-            if exc.connection_invalidated and attempt == 0:
-                continue
-            raise translate_error(exc, engine) from exc
-        except SQLAlchemyError as exc:
-            raise translate_error(exc, engine) from exc
-    raise AssertionError("unreachable")

@@ -4,7 +4,7 @@ Dashboards poll these two bodies many times a second, while they change only whe
 writes. So the writes render them: every repository function that changes what they show marks
 its sweep (:func:`mark_changed`), and the session renders each marked sweep's two bodies once,
 just before it commits, into ``bai_sweep_views`` in the same transaction. A read is then one
-primary-key ``SELECT`` of a text column served as is (:func:`read_view`).
+primary-key ``SELECT`` of a text column served as is (:func:`read_stored`).
 
 The writers lock the sweep's row first (:func:`lock_sweep`), so on PostgreSQL two transactions
 writing one sweep take turns and the later one renders what the earlier one committed. The
@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import Connection, String, Table, and_, bindparam, event, func, select
+from sqlalchemy import Connection, Engine, String, Table, and_, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from storage.exceptions import NotFoundError
+from storage.engine import display_url, hot_read_engine
+from storage.exceptions import NotFoundError, StorageError
 from storage.models import (
     STEP_METRICS,
     ParetoFront,
@@ -43,7 +44,7 @@ __all__ = [
     "mark_changed",
     "objectives_body",
     "pareto_body",
-    "read_view",
+    "read_stored",
     "render_pareto",
     "render_summary",
     "summary_body",
@@ -109,20 +110,40 @@ def _store_views(session: Session, sweep_id: str) -> None:
     session.execute(statement)
 
 
-def read_view(connection: Connection, sweep_id: str, kind: str) -> tuple[bool, str | None]:
-    """``(sweep exists, its stored body)`` for ``kind`` ``"summary"`` or ``"pareto"``, in one
-    statement; the body is None when it was never rendered."""
-    row = connection.execute(_READ_QUERIES[kind], {"sweep_id": sweep_id}).first()
-    if row is None:
-        return False, None
-    return True, row[0]
+def read_stored(engine: Engine, sweep_id: str, kind: str) -> str | None:
+    """The stored body of ``kind`` (``"summary"`` or ``"pareto"``) of a sweep; None when there
+    is none (no such sweep, or never rendered).
+
+    The poll's path: one statement on a raw connection of :func:`storage.engine.hot_read_engine`
+    (no transaction, no SQLAlchemy statement machinery).
+
+    Raises:
+        StorageError: the database failed (the connection is discarded).
+    """
+    hot = hot_read_engine(engine)
+    query = _RAW_READS[hot.dialect.paramstyle == "qmark"][kind]
+    connection = hot.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(query, (sweep_id,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    except hot.dialect.loaded_dbapi.Error as exc:
+        connection.invalidate()
+        raise StorageError(f"database error ({display_url(engine.url)}): {exc}") from exc
+    finally:
+        connection.close()
+    return None if row is None else row[0]
 
 
-_READ_QUERIES = {
-    kind: select(_VIEWS.c[kind])
-    .select_from(Sweep.__table__.outerjoin(_VIEWS, _VIEWS.c.sweep_id == Sweep.id))
-    .where(Sweep.id == _SWEEP_ID)
-    for kind in ("summary", "pareto")
+_RAW_READS = {
+    qmark: {
+        kind: f"SELECT {kind} FROM bai_sweep_views WHERE sweep_id = {'?' if qmark else '%s'}"
+        for kind in ("summary", "pareto")
+    }
+    for qmark in (False, True)
 }
 
 

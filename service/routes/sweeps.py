@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from service.auth import require_read_access, require_write_access
 from service.deps import CacheDep, EngineDep, SettingsDep
+from service.hot_reads import NotStoredError, stored_body
 from service.schemas import (
     SWEEP_SPEC_EXAMPLE,
     ErrorBody,
@@ -23,33 +23,31 @@ from service.schemas import (
 )
 from service.validation import validate_spec
 from storage import repository, views
-from storage.engine import hot_read, session_scope
+from storage.engine import session_scope
 from storage.exceptions import NotFoundError
 from storage.models import SweepStatus, TrialState
 from storage.repository import MAX_PAGE_SIZE
 from sweeps.spec import SweepSpec
 
 
-def _read_summary(sweep_id: str, connection: Connection) -> str | None:
-    exists, body = views.read_view(connection, sweep_id, "summary")
-    if exists and body is None:  # stored before the views were: render it now
-        body = views.render_summary(connection, sweep_id)
-    return body
-
-
 def _render_sweep(engine: Engine, sweep_id: str) -> bytes:
-    body = hot_read(engine, partial(_read_summary, sweep_id))
+    try:
+        return stored_body(engine, sweep_id, "summary")
+    except NotStoredError:
+        pass
+    # Stored before the views were: render it now.
+    with session_scope(engine, read_only=True) as session:
+        body = views.render_summary(session.connection(), sweep_id)
     if body is None:
         raise NotFoundError(f"sweep {sweep_id!r} not found")
     return body.encode()
 
 
 def _render_pareto(engine: Engine, sweep_id: str) -> bytes:
-    exists, body = hot_read(engine, partial(views.read_view, sweep_id=sweep_id, kind="pareto"))
-    if not exists:
-        raise NotFoundError(f"sweep {sweep_id!r} not found")
-    if body is not None:
-        return body.encode()
+    try:
+        return stored_body(engine, sweep_id, "pareto")
+    except NotStoredError:
+        pass
     # A front stored without its statistics (or before the views were): compute them.
     from sweeps.results import front_statistics_of
 
@@ -164,7 +162,7 @@ def list_sweeps(
 async def get_sweep(sweep_id: SweepId, engine: EngineDep, cache: CacheDep) -> Response:
     """Status, completed / total trials, front size and the latest step metrics of running
     trials (may be up to `BAI_SWEEP_READ_CACHE_TTL` seconds old)."""
-    body = await cache.get_or_render(("sweep", sweep_id), lambda: _render_sweep(engine, sweep_id))
+    body = await cache.get_or_render(("summary", sweep_id), lambda: _render_sweep(engine, sweep_id))
     return Response(body, media_type="application/json")
 
 

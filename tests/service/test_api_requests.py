@@ -85,6 +85,7 @@ def test_create_sweep_is_accepted_and_queued(open_api: httpx.Client, model_root:
         "failed": 0,
         "pruned": 0,
         "running": 0,
+        "interrupted": 0,
         "finished": 0,
     }
     assert detail["front"] is None and detail["running_trials"] == []
