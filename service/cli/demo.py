@@ -55,9 +55,26 @@ def demo(
     if ctx.invoked_subcommand is not None:
         return
     world = _build(out, seed, progress)
+    _check_demo_sweep(world)
     _print_gates(world)
     _compare_bai_actor(world)
     run_demo_sweep(world)
+
+
+def _check_demo_sweep(world: DemoWorld) -> None:
+    """The pre-flight of ``bai-sweep run`` on the demo sweep, before any model is loaded: a
+    sweep that can never run on this world exits 2 with one line."""
+    from service.cli._demo_sweep import demo_sweep_spec
+    from service.settings import get_settings
+    from sweeps.preflight import PreflightError, check_spec
+
+    settings = get_settings()
+    with user_errors(PreflightError):
+        check_spec(
+            demo_sweep_spec(world),
+            trust_remote_code=settings.trust_remote_code,
+            local_devices=settings.ray_address is None,
+        )
 
 
 @demo_app.command()
