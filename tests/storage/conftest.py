@@ -24,7 +24,8 @@ POSTGRES_SERVER_URL = os.environ.get(
     "BAI_SWEEP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 _OUR_TABLES = (
-    "bai_sweep_views, bai_pareto_members, bai_pareto_fronts, bai_trial_steps, bai_trials, bai_sweeps"
+    "bai_sweep_views, bai_pareto_members, bai_pareto_fronts, bai_trial_steps, bai_trials, "
+    "bai_sweeps"
 )
 
 
