@@ -24,7 +24,8 @@ import yaml
 
 from evaluators._probe_types import ProbeConfig
 from evaluators.benchmarks import BenchmarkConfig
-from evaluators.tasks import SHIPPED_TASKS
+from evaluators.prompting import PromptSettings
+from evaluators.tasks import SHIPPED_TASKS, TASKS_DIR
 from sweeps.exceptions import InvalidSpecError, SweepsError
 from sweeps.spec import SweepSpec
 
@@ -37,7 +38,9 @@ __all__ = [
     "check_benchmarks",
     "check_checkpoint_dir",
     "check_device",
+    "check_generation_budget",
     "check_probe",
+    "check_prompt_format",
     "check_reward_model",
     "check_spec",
     "check_task_files",
@@ -180,6 +183,25 @@ def check_tokenizer(actor: ActorFacts, field: str) -> None:
             f"{field}: the tokenizer in {actor.path} has {actor.tokenizer_size} tokens but the "
             f"model only {actor.vocab_size} embedding rows; resize the embeddings or use the "
             "model's own tokenizer"
+        )
+
+
+def _has_chat_template(path: Path) -> bool:
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
+
+
+def check_prompt_format(prompt: PromptSettings, path: Path, field: str) -> None:
+    """A ``chat`` prompt format needs a chat template in the tokenizer's files."""
+    if prompt.format == "chat" and not _has_chat_template(path):
+        raise PreflightError(
+            f"{field}: 'chat' needs a tokenizer with a chat template and {path} has none; use "
+            "auto or raw"
         )
 
 
@@ -330,15 +352,20 @@ def _tags(value: Any) -> Iterable[str]:
             yield from _tags(item)
 
 
+#: A task's YAML file and its parsed contents (tags recorded, not run).
+TaskFile = tuple[Path, dict[str, Any]]
+
+
 def check_task_files(
     include_paths: Sequence[Path], *, trust_remote_code: bool, field: str
-) -> set[str]:
-    """Parse the task YAMLs under ``include_paths``; the task and group names they define.
+) -> dict[str, TaskFile]:
+    """Parse the task YAMLs under ``include_paths``; the task and group names they define,
+    with the file defining each.
 
     A YAML that runs Python (``!function`` hooks, a ``class`` or a ``.py`` dataset script) is
     refused unless ``trust_remote_code`` is on: the worker would execute it.
     """
-    names: set[str] = set()
+    names: dict[str, TaskFile] = {}
     for index, root in enumerate(include_paths):
         where = f"{field}[{index}]"
         if not root.is_dir():
@@ -362,7 +389,7 @@ def check_task_files(
                     )
             for key in ("task", "group"):
                 if isinstance(config.get(key), str):
-                    names.add(config[key])
+                    names[config[key]] = (path, config)
     return names
 
 
@@ -383,6 +410,14 @@ def _builtin_task_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _shipped_task_files() -> dict[str, TaskFile]:
+    files = {}
+    for name in SHIPPED_TASKS:
+        path = TASKS_DIR / f"{name}.yaml"
+        files[name] = (path, yaml.load(path.read_text(encoding="utf-8"), _TaskYamlLoader))
+    return files
+
+
 def check_benchmarks(
     config: BenchmarkConfig,
     *,
@@ -390,17 +425,21 @@ def check_benchmarks(
     builtin_tasks: bool,
     field: str = "benchmarks",
     include_field: str = "benchmarks.include_path",
-) -> None:
+) -> dict[str, TaskFile]:
     """The task YAMLs are safe and every task name resolves.
 
     Args:
         builtin_tasks: Also accept lm-eval's built-in task names (the CLI; the service only
             accepts the shipped tasks and those under ``include_path``).
+
+    Returns:
+        The file of each shipped task and of each task defined under ``include_path``.
     """
     paths = [Path(p).expanduser().resolve() for p in config.include_path]
-    known = set(SHIPPED_TASKS) | check_task_files(
+    files = _shipped_task_files() | check_task_files(
         paths, trust_remote_code=trust_remote_code, field=include_field
     )
+    known = set(files)
     unknown = [name for name in config.task_names if name not in known]
     if unknown and builtin_tasks:
         unknown = [name for name in unknown if name not in _builtin_task_names()]
@@ -410,6 +449,75 @@ def check_benchmarks(
             f"{field}: unknown task(s) {', '.join(unknown)}{scope}; use one of "
             f"{', '.join(sorted(known))} or define it under {include_field}"
         )
+    return files
+
+
+#: lm-eval's generation budget of a ``generate_until`` task that does not set one.
+DEFAULT_MAX_GEN_TOKS = 256
+_FIELD_TEMPLATE = re.compile(r"^\{\{\s*(\w+)\s*\}\}$")
+
+
+def _task_prompts(path: Path, task: dict[str, Any], limit: int | None) -> list[str] | None:
+    """The prompts of a task whose documents are local JSON lines rendered by a one-field
+    template without few-shot examples (the shipped tasks); None for any other task."""
+    template = _FIELD_TEMPLATE.match(str(task.get("doc_to_text", "")))
+    files = (task.get("dataset_kwargs") or {}).get("data_files")
+    if isinstance(files, dict):
+        files = files.get(task.get("test_split", "test"))
+    if task.get("dataset_path") != "json" or not template or not isinstance(files, str):
+        return None
+    if task.get("num_fewshot") or task.get("description"):
+        return None
+    data = Path(files) if Path(files).is_absolute() else path.parent / files
+    prompts = []
+    try:
+        with data.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    prompts.append(str(json.loads(line).get(template.group(1), "")))
+                if limit is not None and len(prompts) >= limit:
+                    break
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None  # lm-eval reports a broken data file when the trial loads it
+    return prompts
+
+
+def check_generation_budget(
+    config: BenchmarkConfig,
+    actor: ActorFacts,
+    tasks: dict[str, TaskFile],
+    *,
+    field: str = "benchmarks.max_gen_toks",
+) -> None:
+    """Each generating task's longest prompt plus its generation budget fit the actor.
+
+    The budget is ``max_gen_toks`` of the config, else of the task's YAML, else lm-eval's
+    default (256). Prompts are counted with the actor's ``tokenizer.json`` where the task's
+    documents are local (see :func:`_task_prompts`); otherwise the budget alone must fit.
+    lm-eval's built-in tasks (not in ``tasks``) are checked when the trial loads them.
+    """
+    if actor.positions is None:
+        return
+    tokenizer = _fast_tokenizer(actor.path, "models.base")
+    for name in config.task_names:
+        if name not in tasks:
+            continue
+        path, task = tasks[name]
+        if task.get("output_type") != "generate_until":
+            continue
+        generation = task.get("generation_kwargs") or {}
+        budget = config.max_gen_toks or int(generation.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS))
+        longest = 0
+        prompts = _task_prompts(path, task, config.limit) if tokenizer is not None else None
+        if tokenizer is not None and prompts:
+            longest = max(len(e.ids) for e in tokenizer.encode_batch(prompts))
+        if longest + budget > actor.positions or budget >= actor.positions:
+            room = actor.positions - max(longest, 1)
+            fix = f"set {field} <= {room}" if room > 0 else "use a model with more positions"
+            raise PreflightError(
+                f"{field}: task {name!r} generates up to {budget} tokens after prompts of up to "
+                f"{longest} tokens, more than the actor's {actor.positions} positions; {fix}"
+            )
 
 
 # --------------------------------------------------------------------------- the spec
@@ -445,6 +553,7 @@ def check_spec(
     except SweepsError as exc:
         raise PreflightError(f"models: {exc}") from None
     check_tokenizer(actor, "models.base")
+    check_prompt_format(spec.prompt, base, "prompt.format")
     if models.reward is not None:
         check_reward_model(Path(models.reward), actor, "models.reward")
     prompts = Path(models.prompts)
@@ -456,6 +565,7 @@ def check_spec(
     check_device(
         spec.benchmarks.device, "benchmarks.device", gpus_per_trial=gpus, local=local_devices
     )
-    check_benchmarks(
+    tasks = check_benchmarks(
         spec.benchmarks, trust_remote_code=trust_remote_code, builtin_tasks=builtin_tasks
     )
+    check_generation_budget(spec.benchmarks, actor, tasks)

@@ -48,6 +48,13 @@ def bench(
         bool, typer.Option(help="Allow a task in both selection and report.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random generator.")] = 1234,
+    prompt_format: Annotated[
+        str,
+        typer.Option(
+            help="auto (the chat template when the tokenizer has one), chat or raw; chat "
+            "applies the template to each request (few-shot examples as turns)."
+        ),
+    ] = "auto",
     trust_remote_code: Annotated[
         bool, typer.Option(help="Let the checkpoint run its own modelling code.")
     ] = False,
@@ -58,7 +65,8 @@ def bench(
     """Score a checkpoint on the benchmark tasks (shipped suite, user YAMLs or lm-eval's)."""
     from pydantic import ValidationError
 
-    from evaluators.benchmarks import BenchmarkConfig, evaluate_checkpoint
+    from evaluators.benchmarks import BenchmarkConfig, evaluate_benchmarks, load_checkpoint
+    from evaluators.prompting import PromptSettings
     from evaluators.tasks import DEFAULT_REPORT
 
     selection = _names(tasks)
@@ -83,23 +91,32 @@ def bench(
     except ValidationError as exc:
         messages = "; ".join(error["msg"] for error in exc.errors())
         raise fail(f"invalid benchmark options: {messages}") from None
+    try:
+        prompt = PromptSettings.model_validate({"format": prompt_format})
+    except ValidationError as exc:
+        raise fail(f"--prompt-format: {exc.errors()[0]['msg']}") from None
 
     from sweeps import preflight
 
     with user_errors(preflight.PreflightError):
-        preflight.check_checkpoint_dir(model, "--model")
-        preflight.check_benchmarks(
+        facts = preflight.read_actor_facts(model, "--model")
+        preflight.check_prompt_format(prompt, model, "--prompt-format")
+        task_files = preflight.check_benchmarks(
             config,
             trust_remote_code=trust_remote_code,
             builtin_tasks=True,
             field="--tasks",
             include_field="--include-path",
         )
+        preflight.check_generation_budget(config, facts, task_files, field="--max-gen-toks")
         preflight.check_device(config.device, "--device", gpus_per_trial=None, local=True)
     for name in ("lm_eval", "transformers", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
     with user_errors():
-        result = evaluate_checkpoint(model, config, trust_remote_code=trust_remote_code)
+        loaded, tokenizer = load_checkpoint(
+            model, device=config.device, trust_remote_code=trust_remote_code
+        )
+        result = evaluate_benchmarks(loaded, tokenizer, config, prompt)
 
     if json_output:
         console.print_json(result.model_dump_json())

@@ -11,6 +11,7 @@ from service.cli._app import app, console, fail, user_errors
 
 if TYPE_CHECKING:
     from evaluators.probe import ProbeConfig, ProbeResult, StepMetrics
+    from evaluators.prompting import PromptSettings
 
 _COLUMNS = (
     ("step", "{:>4d}", "step"),
@@ -92,6 +93,19 @@ def probe(
     kl_coef: Annotated[float, typer.Option(help="KL penalty coefficient.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed (a CPU probe is deterministic).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 autocast on a GPU that supports it), bf16 (on any device) or fp32."
+        ),
+    ] = "auto",
+    prompt_format: Annotated[
+        str,
+        typer.Option(
+            help="auto (the chat template when the tokenizer has one), chat or raw; the reward "
+            "model scores the same prompts."
+        ),
+    ] = "auto",
     early_stop: Annotated[
         bool, typer.Option(help="Stop as soon as a length collapse is certain.")
     ] = True,
@@ -104,21 +118,29 @@ def probe(
 
     from evaluators.exceptions import EvaluatorError
     from evaluators.probe import ProbeConfig, ProbeDivergedError, run_probe
+    from evaluators.prompting import PromptSettings
 
     try:
-        config = ProbeConfig(
-            steps=steps,
-            batch_size=batch_size,
-            response_length=response_length,
-            learning_rate=learning_rate,
-            kl_coef=kl_coef,
-            seed=seed,
-            device=device,
-            early_stop=early_stop,
+        config = ProbeConfig.model_validate(
+            {
+                "steps": steps,
+                "batch_size": batch_size,
+                "response_length": response_length,
+                "learning_rate": learning_rate,
+                "kl_coef": kl_coef,
+                "seed": seed,
+                "device": device,
+                "precision": precision,
+                "early_stop": early_stop,
+            }
         )
+        prompt = PromptSettings.model_validate({"format": prompt_format})
     except ValidationError as error:
-        raise fail(f"invalid probe settings: {error.errors()[0]['msg']}") from None
-    _preflight(actor, reward, prompts, config)
+        problem = error.errors()[0]
+        option = "--" + "-".join(str(part) for part in problem["loc"][:1]).replace("_", "-")
+        option = "--prompt-format" if option == "--format" else option
+        raise fail(f"{option}: {problem['msg']}") from None
+    _preflight(actor, reward, prompts, config, prompt)
     model, tokenizer = _load_actor(actor, trust_remote_code)
     console.print(_header(), highlight=False, soft_wrap=True, style="bold")
 
@@ -127,7 +149,14 @@ def probe(
 
     try:
         result = run_probe(
-            model, tokenizer, reward, prompts, config, show, trust_remote_code=trust_remote_code
+            model,
+            tokenizer,
+            reward,
+            prompts,
+            config,
+            show,
+            prompt=prompt,
+            trust_remote_code=trust_remote_code,
         )
     except ProbeDivergedError as error:
         _print_summary(error.result)
@@ -140,13 +169,16 @@ def probe(
     _write_outputs(result, out, f"{actor.name}: stability {score}")
 
 
-def _preflight(actor: Path, reward: Path, prompts: Path, config: ProbeConfig) -> None:
+def _preflight(
+    actor: Path, reward: Path, prompts: Path, config: ProbeConfig, prompt: PromptSettings
+) -> None:
     """The sweep's pre-flight for one probe: refuse before loading any model."""
     from sweeps import preflight
 
     with user_errors(preflight.PreflightError):
         facts = preflight.read_actor_facts(actor, "--actor")
         preflight.check_tokenizer(facts, "--actor")
+        preflight.check_prompt_format(prompt, actor, "--prompt-format")
         preflight.check_reward_model(reward, facts, "--reward")
         if not prompts.is_file():
             raise preflight.PreflightError(f"--prompts: {str(prompts)!r} is not a file")

@@ -47,3 +47,17 @@ def test_demo_compares_a_bai_actor_with_its_parents(demo_world, capsys):
     for name in ("base", "sft-instruct", "sft-reasoning", "BAI alpha=0.5"):
         assert name in output
     assert "Loading weights" not in output
+
+
+def test_demo_runs_the_preflight_before_loading_a_model(demo_world, monkeypatch):
+    from service.cli import _demo_sweep
+    from service.cli import demo as demo_module
+
+    monkeypatch.setattr(demo_module, "_build", lambda out, seed, progress: demo_world)
+    probe = {**_demo_sweep.DEMO_SWEEP["probe"], "response_length": 100_000}
+    monkeypatch.setitem(_demo_sweep.DEMO_SWEEP, "probe", probe)
+    result = runner.invoke(app, ["demo", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "probe.response_length" in lines[0], result.output
+    assert "positions" in lines[0]

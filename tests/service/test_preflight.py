@@ -85,12 +85,23 @@ def odd_checkpoints(model_root: ModelRoot) -> dict[str, Path]:
         ("probe", {"steps": 1_000_000_000}, ("probe.steps", "less than or equal")),
         ("benchmarks", {"device": "cuda"}, ("benchmarks.device",)),
         ("benchmarks", {"limit": 10**12}, ("benchmarks.limit",)),
+        (
+            "benchmarks",
+            {"max_gen_toks": 120},
+            ("benchmarks.max_gen_toks", "120 tokens", "128 positions", "max_gen_toks <="),
+        ),
     ],
 )
 def test_probe_and_benchmark_refusals(
     open_api: httpx.Client, model_root: ModelRoot, section: str, values: dict, needles: tuple
 ) -> None:
     _refused(open_api, _with(model_root.spec(), section, **values), *needles)
+
+
+def test_task_generation_budget_refused(open_api: httpx.Client, model_root: ModelRoot) -> None:
+    """Without ``max_gen_toks`` the task YAML's budget counts (bai_arith_gen: 192 tokens)."""
+    spec = {**model_root.spec(), "benchmarks": {"limit": 2}}
+    _refused(open_api, spec, "benchmarks.max_gen_toks", "bai_arith_gen", "192 tokens")
 
 
 def test_cuda_refused_where_there_is_none(open_api: httpx.Client, model_root: ModelRoot) -> None:
@@ -161,8 +172,17 @@ def test_valid_spec_passes(model_root: ModelRoot) -> None:
 # --------------------------------------------------------------------------- bai-sweep run
 
 
-def test_run_refuses_before_creating_anything(tmp_path: Path, model_root: ModelRoot) -> None:
-    spec = _with(model_root.spec(), "probe", response_length=100_000)
+@pytest.mark.parametrize(
+    ("section", "values", "field"),
+    [
+        ("probe", {"response_length": 100_000}, "probe.response_length"),
+        ("benchmarks", {"max_gen_toks": 1000}, "benchmarks.max_gen_toks"),
+    ],
+)
+def test_run_refuses_before_creating_anything(
+    tmp_path: Path, model_root: ModelRoot, section: str, values: dict, field: str
+) -> None:
+    spec = _with(model_root.spec(), section, **values)
     spec_file = tmp_path / "sweep.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     data_dir = tmp_path / "data"
@@ -182,7 +202,7 @@ def test_run_refuses_before_creating_anything(tmp_path: Path, model_root: ModelR
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "probe.response_length" in lines[0], result.stderr
+    assert len(lines) == 1 and field in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not data_dir.exists()
 
