@@ -228,7 +228,7 @@ def _step_body(row: Row[Any]) -> dict[str, Any] | None:
     return body
 
 
-def summary_body(row: Row[Any], running: list[Row[Any]]) -> dict[str, Any]:
+def summary_body(row: Any, running: list[Row[Any]]) -> dict[str, Any]:
     """The body of ``GET /sweeps/{id}`` from the summary query's rows."""
     counts = {state: getattr(row, f"n_{state.value}") for state in TrialState}
     interrupted = row.n_interrupted

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from evaluators.probe import ProbeResult
 from service.cli import app
@@ -39,10 +39,10 @@ def _probe(checkpoints: dict[str, Path], *extra: str) -> list[str]:
     return ["probe", *paths, "--prompts", str(checkpoints["prompts"]), *extra]
 
 
-def _one_line_error(result: object, *needles: str) -> None:
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
-    lines = result.output.strip().splitlines()  # type: ignore[attr-defined]
-    assert len(lines) == 1, result.output  # type: ignore[attr-defined]
+def _one_line_error(result: Result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
     for needle in needles:
         assert needle in lines[0], lines[0]
 
