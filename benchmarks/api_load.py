@@ -8,7 +8,8 @@ loopback in a subprocess, then runs N concurrent clients
 sweeps and alternating ``GET /sweeps/{id}`` and ``GET /sweeps/{id}/pareto``. Reports p50 / p99
 / max latency per endpoint, the throughput and the server's CPU time per request; the target is
 p99 < 100 ms on both databases without the API's read cache (the exit status says whether it
-was met). Each database is measured without the read cache and with its default 1 s TTL.
+was met). Each database is measured without the read cache and with its default 1 s TTL, and
+with each ``--api-workers`` count (``BAI_SWEEP_API_WORKERS``, default 1).
 Latency under a closed loop of 32 clients is mostly queueing for the server's core: on a shared
 machine read the CPU time per request and the load average printed beside it.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -124,10 +126,29 @@ def seed(url: str, *, n_sweeps: int, n_trials: int, n_steps: int, seed: int = 0)
     return ids
 
 
+def _stat(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # gone meanwhile
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time consumed so far by process ``pid`` (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time consumed so far by process ``pid`` and its live descendants
+    (the API's worker processes), on Linux."""
+    stats = {name: _stat(name) for name in os.listdir("/proc") if name.isdigit()}
+    children: dict[str, list[str]] = {}
+    for name, fields in stats.items():
+        if fields is not None:
+            children.setdefault(fields[1], []).append(name)
+    total, todo = 0, [str(pid)]
+    while todo:
+        name = todo.pop()
+        fields = stats.get(name)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+        todo += children.get(name, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -138,7 +159,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(url: str, data_dir: Path, *, cache_ttl: float) -> Iterator[tuple[str, int]]:
+def live_server(
+    url: str, data_dir: Path, *, cache_ttl: float, api_workers: int
+) -> Iterator[tuple[str, int]]:
     """``bai-sweep serve --no-worker`` (the API as users run it) on a free loopback port."""
     port = free_port()
     env = {
@@ -146,6 +169,7 @@ def live_server(url: str, data_dir: Path, *, cache_ttl: float) -> Iterator[tuple
         "BAI_SWEEP_DATABASE_URL": url,
         "BAI_SWEEP_DATA_DIR": str(data_dir),
         "BAI_SWEEP_READ_CACHE_TTL": str(cache_ttl),
+        "BAI_SWEEP_API_WORKERS": str(api_workers),
         "BAI_SWEEP_HOST": "127.0.0.1",
         "BAI_SWEEP_PORT": str(port),
         "PYTHONPATH": str(REPO),
@@ -288,8 +312,8 @@ def bench(backend: str, url: str, args: argparse.Namespace, data_dir: Path) -> l
     seeded = time.perf_counter() - started
     print(f"[{backend}] seeded {args.sweeps} sweeps x {args.trials} trials in {seeded:.1f} s")
     results = []
-    for ttl in args.cache_ttl:
-        with live_server(url, data_dir, cache_ttl=ttl) as (base, pid):
+    for ttl, api_workers in itertools.product(args.cache_ttl, args.api_workers):
+        with live_server(url, data_dir, cache_ttl=ttl, api_workers=api_workers) as (base, pid):
             server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
             load = asyncio.run(run_load(base, ids, clients=args.clients, duration=args.duration))
             server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
@@ -303,6 +327,7 @@ def bench(backend: str, url: str, args: argparse.Namespace, data_dir: Path) -> l
             "sweeps": args.sweeps,
             "trials": args.trials,
             "read_cache_ttl_s": ttl,
+            "api_workers": api_workers,
             "load_average": os.getloadavg()[0],
             **load,
         }
@@ -327,6 +352,12 @@ def main() -> int:
         type=lambda text: [float(part) for part in text.split(",")],
         default=[0.0, 1.0],
         help="BAI_SWEEP_READ_CACHE_TTL values to run, comma-separated (0: no cache)",
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1],
+        help="BAI_SWEEP_API_WORKERS values to run (processes answering), comma-separated",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="Largest request body accepted (bytes); larger bodies get 413 while they "
         "stream in, before they are read whole.",
     )
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes serving the REST API (`bai-sweep serve`); each answers on its "
+        "own core.",
+    )
     read_cache_ttl: float = Field(
         default=1.0,
         ge=0,

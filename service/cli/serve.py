@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import typer
 
@@ -57,7 +58,20 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        if settings.api_workers == 1:
+            app_or_factory: Any = create_app(settings)
+        else:
+            # Each process builds the app from the environment: the command-line overrides
+            # (host and port) are uvicorn's own.
+            app_or_factory = "service.app:create_app"
+        uvicorn.run(
+            app_or_factory,
+            factory=settings.api_workers > 1,
+            workers=settings.api_workers,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+        )
     finally:
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)

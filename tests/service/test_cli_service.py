@@ -24,7 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BAI_SWEEP_DATA_DIR", str(tmp_path / "data"))
-    for name in ("BAI_SWEEP_HOST", "BAI_SWEEP_API_TOKEN", "BAI_SWEEP_DATABASE_URL", "RAY_ADDRESS"):
+    for name in (
+        "BAI_SWEEP_HOST",
+        "BAI_SWEEP_API_TOKEN",
+        "BAI_SWEEP_API_WORKERS",
+        "BAI_SWEEP_DATABASE_URL",
+        "RAY_ADDRESS",
+    ):
         monkeypatch.delenv(name, raising=False)
     return dict(os.environ)
 
@@ -57,11 +63,14 @@ def test_unsafe_settings_fail_every_command(
     assert "at least 16 characters" in result.output
 
 
-def test_serve_without_worker_answers_and_stops_on_sigterm(env: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("api_workers", ["1", "2"])
+def test_serve_without_worker_answers_and_stops_on_sigterm(
+    env: dict, tmp_path: Path, api_workers: str
+) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--port", str(port)],
-        env={**env, "BAI_SWEEP_API_TOKEN": TOKEN},
+        env={**env, "BAI_SWEEP_API_TOKEN": TOKEN, "BAI_SWEEP_API_WORKERS": api_workers},
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
