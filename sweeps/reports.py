@@ -5,7 +5,7 @@ The input is plain data (:class:`SweepReportData`), built from the database by
 service render the same report::
 
     report = build_report(data)
-    report.write(directory)        # report.md, report.json, pareto.png, hypervolume.png, ...
+    report.write(directory)        # report.md, report.json, pareto.png, ratio_map.png, ...
     html = report.to_html()        # one self-contained page (figures inlined)
 """
 
@@ -36,10 +36,13 @@ KEY_STABILITY_METRICS = (
     "reward_dip",
     "kl_final",
     "entropy_drop",
+    "correctness_retention",
 )
+#: Forgetting columns of the front table (from the trials' benchmark records).
+FORGETTING_COLUMNS = ("forgetting_init", "forgetting_after")
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
 CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
-FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
+FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png", "ratio_map.png")
 #: Benchmark objectives the recommendation ranks by, most preferred first.
 RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
 RECOMMENDATION_RULE = (
@@ -49,6 +52,13 @@ RECOMMENDATION_RULE = (
     "{benchmark}, ties broken by the best mean stability, then the lower trial number; the "
     "runner-up is the next in that order"
 )
+
+_COLUMN_LEGEND = {
+    "correctness_retention": "correctness_retention: share of correct rollout answers over the "
+    "probe's last window against its first (capped at 1; mean over seeds).",
+    "forgetting_init": "forgetting_init / forgetting_after: mean score drop versus the base "
+    "model on the retention tasks, of the initial actor / of the policy after RL (> 0: forgot).",
+}
 
 _KIND_STYLE = {
     "paper": {"marker": "s", "color": "tab:orange", "label": "paper seed"},
@@ -132,6 +142,22 @@ class TrialRecord:
         """Whether any seed of the probe collapsed or diverged."""
         stability = self.stability or {}
         return bool(stability.get("collapsed")) or bool(stability.get("diverged"))
+
+    def forgetting(self) -> dict[str, float]:
+        """``forgetting_init`` (the initial actor) and ``forgetting_after`` (the mean over the
+        seeds' trained policies), whichever were measured."""
+        benchmarks = self.benchmarks or {}
+        out: dict[str, float] = {}
+        if isinstance(benchmarks.get("forgetting_init"), int | float):
+            out["forgetting_init"] = float(benchmarks["forgetting_init"])
+        after = [
+            float(run["forgetting"])
+            for run in benchmarks.get("after") or []
+            if isinstance(run.get("forgetting"), int | float)
+        ]
+        if after:
+            out["forgetting_after"] = sum(after) / len(after)
+        return out
 
     def label(self) -> str:
         """``#3 w=(0.50, 0.50) a=0.20``."""
@@ -267,6 +293,18 @@ class SweepReportData:
                 )
         return best
 
+    def best_intervals(self) -> dict[str, Interval]:
+        """Per objective, the interval of the feasible trial with the best mean."""
+        scored = self.feasible_trials()
+        best: dict[str, Interval] = {}
+        for k, objective in enumerate(self.objectives):
+            sign = 1.0 if objective.direction == "maximize" else -1.0
+            ranked = sorted(scored, key=lambda item: (-sign * item[1][k], item[0].number))
+            if ranked:
+                intervals = ranked[0][0].intervals(self.objectives) or []
+                best[objective.name] = intervals[k]
+        return best
+
     def counts(self) -> dict[str, int]:
         """How many trials are in each state."""
         out: dict[str, int] = {}
@@ -339,7 +377,10 @@ class Report:
         """Header and rows of the front-member table (shared by Markdown, HTML and the CLI)."""
         names = [o.name for o in self.data.objectives]
         stability_keys = _stability_keys(self.front)
-        header = ["trial", "kind", "weights", "alpha", *names, *stability_keys]
+        forgetting_keys = [
+            key for key in FORGETTING_COLUMNS if any(key in t.forgetting() for t in self.front)
+        ]
+        header = ["trial", "kind", "weights", "alpha", *names, *stability_keys, *forgetting_keys]
         rows = []
         for trial in self.front:
             objectives = trial.objectives or {}
@@ -357,6 +398,7 @@ class Report:
                         for n, i in zip(names, intervals, strict=True)
                     ),
                     *(_fmt(stability.get(k)) for k in stability_keys),
+                    *(_fmt(trial.forgetting().get(k)) for k in forgetting_keys),
                 ]
             )
         return header, rows
@@ -389,6 +431,9 @@ class Report:
             "",
         ]
         header, rows = self.front_table()
+        legend = [text for key, text in _COLUMN_LEGEND.items() if key in header]
+        if legend:
+            lines += [*legend, ""]
         if rows:
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
@@ -405,6 +450,7 @@ class Report:
             ("pareto.png", "Trials and Pareto front"),
             ("hypervolume.png", "Hypervolume against finished trials"),
             ("curves.png", "Probe curves of front members and baselines"),
+            ("ratio_map.png", "Ratio map: every candidate's alpha and w_1"),
         ):
             if name in self.figures:
                 lines += ["", f"## {title}", "", f"![{title}]({image_prefix}{name})"]
@@ -555,6 +601,7 @@ def build_report(data: SweepReportData) -> Report:
         "pareto.png": pareto_figure(data, front),
         "hypervolume.png": hypervolume_figure(data),
         "curves.png": curves_figure(data, front),
+        "ratio_map.png": ratio_map_figure(data, front),
     }
     return Report(
         data=data,
@@ -636,6 +683,98 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     title = "Pareto front" if scored else "Pareto front (no complete trial yet)"
     ax.set_title(f"{data.name}: {title}")
     if scored or infeasible:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def ratio_map_figure(
+    data: SweepReportData, front: Sequence[TrialRecord], objective: str | None = None
+) -> bytes:
+    """Every candidate at (alpha, w_1), coloured by ``objective`` (default: the first one).
+
+    Front members are ringed, the recommendation starred; infeasible trials are grey crosses,
+    failed and pruned ones small grey dots.
+    """
+    from matplotlib import colormaps
+
+    figure = Figure(figsize=(6.4, 4.8))
+    ax = figure.add_subplot()
+    names = [o.name for o in data.objectives]
+    name = objective or names[0]
+    if name not in names:
+        raise ValueError(f"no objective {name!r} in {names}")
+    key = names.index(name)
+    scored = data.feasible_trials()
+    infeasible = [t for t, _ in data.scored_trials() if not t.feasible()]
+    unscored = [t for t in data.trials if t.values(data.objectives) is None]
+    if unscored:
+        ax.scatter(
+            [t.alpha for t in unscored],
+            [t.weights[0] for t in unscored],
+            s=12,
+            color="tab:gray",
+            alpha=0.5,
+            label="failed / no value",
+        )
+    if infeasible:
+        ax.scatter(
+            [t.alpha for t in infeasible],
+            [t.weights[0] for t in infeasible],
+            marker="x",
+            color="tab:gray",
+            label="infeasible",
+        )
+    if scored:
+        cmap = colormaps["viridis" if data.objectives[key].direction == "maximize" else "viridis_r"]
+        points = ax.scatter(
+            [t.alpha for t, _ in scored],
+            [t.weights[0] for t, _ in scored],
+            c=[v[key] for _, v in scored],
+            cmap=cmap,
+            s=50,
+            edgecolors="black",
+            linewidths=0.3,
+            zorder=2,
+        )
+        figure.colorbar(points, ax=ax, label=f"{name} ({data.objectives[key].direction})")
+    if front:
+        ax.scatter(
+            [t.alpha for t in front],
+            [t.weights[0] for t in front],
+            facecolors="none",
+            edgecolors="tab:red",
+            s=180,
+            linewidths=1.5,
+            label="Pareto front",
+            zorder=3,
+        )
+    chosen = data.recommendation()
+    if chosen is not None:
+        ax.scatter(
+            [chosen.trial.alpha],
+            [chosen.trial.weights[0]],
+            marker="*",
+            color="tab:red",
+            s=220,
+            label="recommended",
+            zorder=4,
+        )
+    for trial, _ in scored:
+        ax.annotate(
+            f"#{trial.number}",
+            (trial.alpha, trial.weights[0]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+        )
+    ax.set_xlabel("alpha (share of the base model)")
+    ax.set_ylabel("w_1 (weight of the first SFT model)")
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.05, 1.05)
+    title = "Ratio map" if scored else "Ratio map (no complete trial yet)"
+    ax.set_title(f"{data.name}: {title}, colour = {name}", fontsize=10)
+    if front or infeasible or unscored or chosen is not None:
         ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _png(figure)
@@ -770,6 +909,7 @@ def _prompt_lines(trials: Sequence[TrialRecord]) -> list[str]:
 
 
 def _trial_json(trial: TrialRecord) -> dict[str, Any]:
+    stability = trial.stability or {}
     return {
         "number": trial.number,
         "weights": list(trial.weights),
@@ -779,6 +919,8 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "objectives": trial.objectives,
         "stability": trial.stability,
         "benchmarks": trial.benchmarks,
+        "forgetting": trial.forgetting(),
+        "correctness_retention": stability.get("correctness_retention"),
         "error": trial.error,
         "duration_s": trial.duration_s,
     }

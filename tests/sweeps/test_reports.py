@@ -15,6 +15,7 @@ from sweeps.reports import (
     TrialRecord,
     build_report,
     front_statistics,
+    ratio_map_figure,
     trial_curves_figure,
 )
 
@@ -124,7 +125,7 @@ def test_hypervolume_history_follows_finishing_order() -> None:
 def test_report_files(tmp_path: Path) -> None:
     report = build_report(_data())
     out = report.write(tmp_path / "report")
-    for name in ("pareto.png", "hypervolume.png", "curves.png"):
+    for name in ("pareto.png", "hypervolume.png", "curves.png", "ratio_map.png"):
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
         assert len((out / name).read_bytes()) > 5000
     payload = json.loads((out / "report.json").read_text())
@@ -155,7 +156,7 @@ def test_front_table_columns() -> None:
 
 def test_html_is_self_contained() -> None:
     page = build_report(_data()).to_html()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4
     assert "<td>#2</td>" in page
 
 
@@ -278,3 +279,15 @@ def test_report_shows_intervals_tied_set_and_recommendation() -> None:
     stats = front_statistics(_noisy_data(*NOISY))
     assert stats["tied"] == [2] and stats["recommendation"] == recommended
     assert stats["hypervolume_interval"] == interval and stats["infeasible"] == []
+
+
+def test_ratio_map_colours_by_any_objective(tmp_path: Path) -> None:
+    data = _data()
+    report = build_report(data)
+    assert "![Ratio map: every candidate's alpha and w_1](ratio_map.png)" in report.to_markdown()
+    by_benchmark = ratio_map_figure(data, data.front(), "benchmark")
+    assert by_benchmark.startswith(PNG_MAGIC) and by_benchmark != report.figures["ratio_map.png"]
+    with pytest.raises(ValueError, match="no objective 'kl'"):
+        ratio_map_figure(data, data.front(), "kl")
+    empty = SweepReportData("e", "empty", "running", data.objectives, [], n_trials=2)
+    assert ratio_map_figure(empty, []).startswith(PNG_MAGIC)
