@@ -447,9 +447,15 @@ def _rms(errors: Sequence[float | None]) -> float | None:
 
 
 def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
-    """Per-field mean (numbers), any (flags) or per-seed list (the rest) over the seeds."""
+    """Per-field mean (numbers), any (flags) or per-seed list (the rest) over the seeds.
+
+    A field some seeds lack (correctness retention when a seed's rollouts met a prompt without
+    a known answer) is left out: the per-seed records keep it.
+    """
     combined: dict[str, Any] = {}
-    for key in seeds[0].stability:
+    for key in dict.fromkeys(k for run in seeds for k in run.stability):
+        if any(key not in run.stability for run in seeds):
+            continue
         values = [run.stability[key] for run in seeds]
         if all(isinstance(v, bool) for v in values):
             combined[key] = any(values)
