@@ -42,7 +42,13 @@ KEY_STABILITY_METRICS = (
 FORGETTING_COLUMNS = ("forgetting_init", "forgetting_after")
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
 CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
-FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png", "ratio_map.png")
+FIGURE_NAMES = (
+    "pareto.png",
+    "hypervolume.png",
+    "curves.png",
+    "ratio_map.png",
+    "objectives_by_ratio.png",
+)
 #: Benchmark objectives the recommendation ranks by, most preferred first.
 RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
 RECOMMENDATION_RULE = (
@@ -451,6 +457,7 @@ class Report:
             ("hypervolume.png", "Hypervolume against finished trials"),
             ("curves.png", "Probe curves of front members and baselines"),
             ("ratio_map.png", "Ratio map: every candidate's alpha and w_1"),
+            ("objectives_by_ratio.png", "Each objective against alpha (and w_1), 95% intervals"),
         ):
             if name in self.figures:
                 lines += ["", f"## {title}", "", f"![{title}]({image_prefix}{name})"]
@@ -602,6 +609,7 @@ def build_report(data: SweepReportData) -> Report:
         "hypervolume.png": hypervolume_figure(data),
         "curves.png": curves_figure(data, front),
         "ratio_map.png": ratio_map_figure(data, front),
+        "objectives_by_ratio.png": objectives_by_ratio_figure(data, front),
     }
     return Report(
         data=data,
@@ -777,6 +785,79 @@ def ratio_map_figure(
     if front or infeasible or unscored or chosen is not None:
         ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def objectives_by_ratio_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
+    """Each objective's mean against alpha (top row) and, for two SFT models, against w_1
+    (bottom row), with the 95% intervals as error bars; paper seeds, no-BAI baselines and front
+    members marked, the paper's alpha grid drawn as dotted lines."""
+    from sweeps.search_space import PAPER_ALPHAS
+
+    objectives = data.objectives
+    scored = data.feasible_trials()
+    two_sft = any(len(t.weights) == 2 for t, _ in scored)
+    rows = 2 if two_sft else 1
+    figure = Figure(figsize=(4.2 * len(objectives), 3.4 * rows), layout="constrained")
+    axes = figure.subplots(rows, len(objectives), squeeze=False)
+    front_numbers = {t.number for t in front}
+    styles: dict[str | None, dict[str, str]] = {
+        None: {"marker": "o", "color": "tab:gray", "label": "sampled"}
+    }
+    styles.update(_KIND_STYLE)
+    for k, objective in enumerate(objectives):
+        for row, (axis_name, position) in enumerate(
+            (("alpha", lambda t: t.alpha), ("w_1", lambda t: t.weights[0]))[:rows]
+        ):
+            ax = axes[row][k]
+            if row == 0:
+                for alpha in PAPER_ALPHAS:
+                    ax.axvline(alpha, color="tab:orange", linestyle=":", linewidth=0.8, zorder=0)
+            for kind, style in styles.items():
+                group = [(t, v) for t, v in scored if t.seed_kind == kind]
+                if not group:
+                    continue
+                xs, ys, low, high = [], [], [], []
+                for trial, values in group:
+                    interval = (trial.intervals(objectives) or [])[k]
+                    bottom, top = interval.bounds()
+                    xs.append(position(trial))
+                    ys.append(values[k])
+                    low.append(values[k] - bottom)
+                    high.append(top - values[k])
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[low, high],
+                    fmt=style["marker"],
+                    color=style["color"],
+                    ecolor=style["color"],
+                    alpha=0.8,
+                    capsize=3,
+                    label=style["label"],
+                )
+            members = [(position(t), v[k]) for t, v in scored if t.number in front_numbers]
+            if members:
+                ax.scatter(
+                    *_columns(members),
+                    facecolors="none",
+                    edgecolors="tab:blue",
+                    s=150,
+                    linewidths=1.3,
+                    label="Pareto front",
+                    zorder=3,
+                )
+            ax.set_xlabel(axis_name)
+            ax.set_ylabel(f"{objective.name} ({objective.direction})")
+            ax.set_xlim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    title = "" if scored else " (no complete feasible trial yet)"
+    figure.suptitle(
+        f"{data.name}: objectives by ratio{title}; dotted: the paper's alpha grid", fontsize=10
+    )
     return _png(figure)
 
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from sweeps.reports import (
+    FIGURE_NAMES,
     ObjectiveInfo,
     SweepReportData,
     TrialRecord,
     build_report,
     front_statistics,
+    objectives_by_ratio_figure,
     ratio_map_figure,
     trial_curves_figure,
 )
@@ -125,7 +127,7 @@ def test_hypervolume_history_follows_finishing_order() -> None:
 def test_report_files(tmp_path: Path) -> None:
     report = build_report(_data())
     out = report.write(tmp_path / "report")
-    for name in ("pareto.png", "hypervolume.png", "curves.png", "ratio_map.png"):
+    for name in FIGURE_NAMES:
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
         assert len((out / name).read_bytes()) > 5000
     payload = json.loads((out / "report.json").read_text())
@@ -156,7 +158,7 @@ def test_front_table_columns() -> None:
 
 def test_html_is_self_contained() -> None:
     page = build_report(_data()).to_html()
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     assert "<td>#2</td>" in page
 
 
@@ -291,3 +293,5 @@ def test_ratio_map_colours_by_any_objective(tmp_path: Path) -> None:
         ratio_map_figure(data, data.front(), "kl")
     empty = SweepReportData("e", "empty", "running", data.objectives, [], n_trials=2)
     assert ratio_map_figure(empty, []).startswith(PNG_MAGIC)
+    assert objectives_by_ratio_figure(empty, []).startswith(PNG_MAGIC)
+    assert "objectives_by_ratio.png" in report.to_markdown()
