@@ -269,4 +269,5 @@ def test_nightly_workflow_runs_the_run_command() -> None:
     help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     for option in ("--report-dir", "--compare-to"):
         assert option in script and option in help_text
+    assert "--no-warm-start" in help_text and "--tolerance" in help_text
     assert any("upload-artifact" in step.get("uses", "") for step in steps)
