@@ -89,6 +89,9 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
     same_candidates: list[tuple[TrialRecord, TrialRecord]] = field(default_factory=list)
     """(previous, current) trials of the same (w, alpha), complete in both sweeps."""
+    drifts: list[str] = field(default_factory=list)
+    """Objectives of a candidate evaluated in both sweeps whose intervals came apart, worse
+    (reported, not a regression: the front may have moved elsewhere)."""
 
     @property
     def regressed(self) -> bool:
@@ -119,6 +122,7 @@ class Comparison:
             out.append(f"best {name} {shown} vs {_fmt(previous)}")
         if self.same_candidates:
             out.append(f"{len(self.same_candidates)} candidate(s) evaluated in both sweeps")
+        out += [f"worse on the same candidate: {d}" for d in self.drifts]
         out += [f"REGRESSION: {r}" for r in self.regressions]
         return out
 
@@ -151,6 +155,7 @@ class Comparison:
                 }
                 for old, current in self.same_candidates
             ],
+            "drifts": self.drifts,
             "regressions": self.regressions,
         }
 
@@ -194,6 +199,15 @@ def compare_sweeps(
                 f"best {name} went from {_fmt(old)} to {_fmt(new)} "
                 f"(intervals apart, tolerance {tolerance:g})"
             )
+    pairs = same_candidates(current, previous)
+    drifts = []
+    for old_trial, new_trial in pairs:
+        before = _intervals_by_name(previous, old_trial)
+        after = _intervals_by_name(current, new_trial)
+        for objective in current.objectives:
+            was, now = before.get(objective.name), after.get(objective.name)
+            if was and now and regressed(now, was, objective.direction, margin=tolerance):
+                drifts.append(f"{new_trial.label()} {objective.name} {_fmt(was)} -> {_fmt(now)}")
     return Comparison(
         previous_sweep_id=previous.sweep_id,
         tolerance=tolerance,
@@ -203,8 +217,14 @@ def compare_sweeps(
         best=best,
         previous_best=previous_best,
         regressions=regressions,
-        same_candidates=same_candidates(current, previous),
+        same_candidates=pairs,
+        drifts=drifts,
     )
+
+
+def _intervals_by_name(data: SweepReportData, trial: TrialRecord) -> dict[str, Interval]:
+    intervals = trial.intervals(data.objectives) or []
+    return {o.name: i for o, i in zip(data.objectives, intervals, strict=False)}
 
 
 def _key(weights: Sequence[float], alpha: float) -> tuple[float, ...]:

@@ -121,6 +121,7 @@ def test_a_drop_inside_the_intervals_is_not_a_regression() -> None:
     assert comparison.best["stability"].mean < comparison.previous_best["stability"].mean
     assert comparison.hypervolume.mean < comparison.previous_hypervolume.mean
     assert not comparison.regressed, comparison.regressions
+    assert comparison.drifts == []
     assert "1 candidate(s) evaluated in both sweeps" in comparison.lines()
 
 
@@ -135,6 +136,10 @@ def test_a_drop_outside_the_intervals_is_a_regression() -> None:
     data = comparison.to_json()
     assert data["hypervolume_interval"]["low"] < data["hypervolume_interval"]["high"]
     assert data["same_candidates"][0]["previous_trial"] == 0
+    # The same candidate, re-evaluated, is clearly worse on stability (reported, not counted).
+    assert comparison.drifts == [
+        "#0 w=(0.50, 0.50) a=0.50 stability 0.8000 [0.7752, 0.8248] -> 0.4000 [0.3752, 0.4248]"
+    ]
     # A margin larger than the gap between the intervals forgives it.
     assert not compare_sweeps(current, previous, tolerance=0.5).regressed
 
