@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sweeps.constraints import is_feasible
 from sweeps.pareto import Direction, hypervolume, pareto_front
+from sweeps.spec import OBJECTIVE_BOUNDS
 from sweeps.statistics import Interval, bootstrap_hypervolume, mean_interval, tied_set
 
 #: Stability metrics shown in the front table when the probe reports them.
@@ -124,17 +125,6 @@ class TrialRecord:
             out.append(Interval.from_json(entry) if entry else mean_interval([value]))
         return out
 
-    def seed_values(self, objectives: Sequence[ObjectiveInfo]) -> list[list[float]] | None:
-        """Per seed, the objective vector (one row without per-seed statistics)."""
-        values = self.values(objectives)
-        if values is None:
-            return None
-        stats = (self.stability or {}).get("objective_stats") or {}
-        columns = [stats.get(o.name, {}).get("values") for o in objectives]
-        if any(not column for column in columns) or len({len(c) for c in columns}) != 1:
-            return [list(values)]
-        return [list(row) for row in zip(*columns, strict=True)]
-
     def feasible(self) -> bool:
         """Whether the trial met the sweep's constraints (see :mod:`sweeps.constraints`)."""
         return is_feasible(self.stability)
@@ -227,10 +217,16 @@ class SweepReportData:
         return hypervolume(values, self.reference_point, self.directions)
 
     def hypervolume_interval(self, *, resamples: int = 500, seed: int = 0) -> Interval:
-        """The hypervolume of the means with a bootstrap interval over the trials' seeds."""
-        rows = [t.seed_values(self.objectives) or [] for t, _ in self.feasible_trials()]
+        """The hypervolume of the means with a parametric-bootstrap interval over the trials'
+        seeds (see :func:`sweeps.statistics.bootstrap_hypervolume`)."""
+        rows = [t.intervals(self.objectives) or [] for t, _ in self.feasible_trials()]
         return bootstrap_hypervolume(
-            rows, self.reference_point, self.directions, resamples=resamples, seed=seed
+            rows,
+            self.reference_point,
+            self.directions,
+            bounds=[OBJECTIVE_BOUNDS.get(o.name) for o in self.objectives],
+            resamples=resamples,
+            seed=seed,
         )
 
     def tied(self) -> list[TrialRecord]:

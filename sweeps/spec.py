@@ -62,6 +62,16 @@ DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "kl": "minimize",
     "forgetting": "minimize",
 }
+#: The range each objective can take (None: unbounded); intervals are clipped to it.
+#: Stability and benchmark scores are shares in [0, 1]; forgetting is a drop of such a score.
+OBJECTIVE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "stability": (0.0, 1.0),
+    "benchmark": (0.0, 1.0),
+    "benchmark_after": (0.0, 1.0),
+    "reward_gain": (None, None),
+    "kl": (0.0, None),
+    "forgetting": (-1.0, 1.0),
+}
 _WEIGHT_SUM_TOLERANCE = 1e-6
 #: Longest path accepted in a spec (Linux's PATH_MAX).
 _MAX_PATH = 4096

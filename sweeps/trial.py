@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from sweeps.exceptions import SweepsError
 from sweeps.search_space import Candidate
-from sweeps.spec import SweepSpec
+from sweeps.spec import OBJECTIVE_BOUNDS, SweepSpec
+from sweeps.statistics import proportion_stderr
 
 if TYPE_CHECKING:
     from torch import nn
@@ -416,9 +417,14 @@ def _probe_seed(
     )
 
 
+#: lm-eval metrics that are a share of documents correct (a binomial proportion).
+_PROPORTION_METRICS = frozenset({"acc", "acc_norm", "exact_match"})
+
+
 def benchmark_stderr(result: BenchmarkResult) -> float | None:
     """Standard error of ``result.benchmark`` from lm-eval's per-task stderrs (None if any is
-    missing): the selection tasks' weighted mean, its errors added in quadrature."""
+    missing): the selection tasks' weighted mean, its errors added in quadrature. A share-correct
+    task's error is floored by Agresti-Coull's, so a perfect score still has an interval."""
     total = 0.0
     weights = 0.0
     terms = []
@@ -427,6 +433,8 @@ def benchmark_stderr(result: BenchmarkResult) -> float | None:
             continue
         name, _, filters = task.metric.partition(",")
         se = task.metrics.get(f"{name}_stderr,{filters}")
+        if name in _PROPORTION_METRICS and task.n_samples and 0 <= task.score <= 1:
+            se = proportion_stderr(task.score, task.n_samples, se)
         if se is None or not math.isfinite(se):
             return None
         terms.append((task.weight, se))
@@ -534,7 +542,9 @@ def run_trial(
     objective_stats = {}
     for name in seeds[0].objectives:
         values = [run.objectives[name] for run in seeds]
-        interval = mean_interval(values, measurement_se=shared_se.get(name))
+        interval = mean_interval(
+            values, measurement_se=shared_se.get(name), bounds=OBJECTIVE_BOUNDS.get(name)
+        )
         objective_stats[name] = {**interval.to_json(), "values": values}
     objectives = {name: stats["mean"] for name, stats in objective_stats.items()}
 

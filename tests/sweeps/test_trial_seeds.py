@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sweeps.trial import _combine_stability, _SeedRun, grade_task_family
+import math
+
+import pytest
+
+from evaluators.benchmarks import BenchmarkResult, TaskScore
+from sweeps.trial import _combine_stability, _SeedRun, benchmark_stderr, grade_task_family
 
 
 def _run(seed: int, **stability: object) -> _SeedRun:
@@ -23,3 +28,26 @@ def test_task_family_grading() -> None:
     assert grade_task_family("what is 17 plus 8 minus 5 ?", "17 plus 8 is 25 . answer 20")
     assert grade_task_family("what is 17 plus 8 minus 5 ?", "answer 21") is False
     assert grade_task_family("write a poem", "answer 20") is None
+
+
+def test_benchmark_stderr_of_a_perfect_score_is_floored() -> None:
+    def task(name: str, score: float, se: float, n: int) -> TaskScore:
+        metrics = {"acc,none": score, "acc_stderr,none": se}
+        return TaskScore(
+            name=name,
+            roles=("selection",),
+            metric="acc,none",
+            score=score,
+            weight=1.0,
+            n_samples=n,
+            metrics=metrics,
+        )
+
+    perfect = task("a", 1.0, 0.0, 50)
+    half = task("b", 0.5, 0.05, 100)
+    result = BenchmarkResult(
+        per_task={"a": perfect, "b": half}, benchmark=0.75, wall_time_s=0.0, limit=None
+    )
+    # Agresti-Coull's 0.025277 for 50/50 (see test_statistics), lm-eval's 0.05 for 50/100;
+    # equal weights: sqrt((0.025277 / 2)^2 + (0.05 / 2)^2).
+    assert benchmark_stderr(result) == pytest.approx(math.hypot(0.025277, 0.05) / 2, abs=1e-6)
