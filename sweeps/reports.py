@@ -65,6 +65,8 @@ _COLUMN_LEGEND = {
     "probe's last window against its first (capped at 1; mean over seeds).",
     "forgetting_init": "forgetting_init / forgetting_after: mean score drop versus the base "
     "model on the retention tasks, of the initial actor / of the policy after RL (> 0: forgot).",
+    "reward_asymptote": "reward_asymptote: the reward the probe's curve tends to (ScaleRL-style "
+    "fit, docs/stability-metrics.md); mean over the seeds with a fit, '–' when none had one.",
 }
 
 _KIND_STYLE = {
@@ -124,6 +126,12 @@ class TrialRecord:
             entry = stats.get(objective.name)
             out.append(Interval.from_json(entry) if entry else mean_interval([value]))
         return out
+
+    def reward_asymptote(self) -> Interval | None:
+        """The reward forecast's asymptote over the seeds with a fit (None without one)."""
+        forecast = (self.stability or {}).get("reward_forecast")
+        entry = forecast.get("asymptote") if isinstance(forecast, dict) else None
+        return Interval.from_json(entry) if entry else None
 
     def feasible(self) -> bool:
         """Whether the trial met the sweep's constraints (see :mod:`sweeps.constraints`)."""
@@ -382,7 +390,18 @@ class Report:
         forgetting_keys = [
             key for key in FORGETTING_COLUMNS if any(key in t.forgetting() for t in self.front)
         ]
-        header = ["trial", "kind", "weights", "alpha", *names, *stability_keys, *forgetting_keys]
+        forecasts = any(t.reward_asymptote() for t in self.front)
+        forecast_keys = ["reward_asymptote"] if forecasts else []
+        header = [
+            "trial",
+            "kind",
+            "weights",
+            "alpha",
+            *names,
+            *stability_keys,
+            *forgetting_keys,
+            *forecast_keys,
+        ]
         rows = []
         for trial in self.front:
             objectives = trial.objectives or {}
@@ -401,6 +420,7 @@ class Report:
                     ),
                     *(_fmt(stability.get(k)) for k in stability_keys),
                     *(_fmt(trial.forgetting().get(k)) for k in forgetting_keys),
+                    *(_fmt_asymptote(trial.reward_asymptote()) for _ in forecast_keys),
                 ]
             )
         return header, rows
@@ -940,7 +960,15 @@ def _stability_keys(trials: Sequence[TrialRecord]) -> list[str]:
 def _fmt_interval(value: Any, interval: Interval | None) -> str:
     if interval is None or interval.low is None or interval.high is None:
         return _fmt(value)
+    below, above = interval.mean - interval.low, interval.high - interval.mean
+    if not math.isclose(below, above, rel_tol=1e-6, abs_tol=1e-12):
+        # Clipped to the objective's range: the two sides differ.
+        return f"{_fmt(float(value))} [{interval.low:.3g}, {interval.high:.3g}]"
     return f"{_fmt(float(value))} ± {(interval.high - interval.low) / 2:.2g}"
+
+
+def _fmt_asymptote(interval: Interval | None) -> str:
+    return "–" if interval is None else _fmt_interval(interval.mean, interval)
 
 
 def _interval_note(interval: Interval | None) -> str:
@@ -998,6 +1026,7 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "benchmarks": trial.benchmarks,
         "forgetting": trial.forgetting(),
         "correctness_retention": stability.get("correctness_retention"),
+        "reward_forecast": stability.get("reward_forecast"),
         "error": trial.error,
         "duration_s": trial.duration_s,
     }

@@ -349,6 +349,7 @@ def _probe_seed(
     from evaluators.benchmarks import forgetting
     from evaluators.probe import ProbeDivergedError, run_probe
     from evaluators.stability import correctness_retention
+    from sweeps.forecast import fit_reward_curve
 
     names = [o.name for o in spec.objectives]
     config = spec.probe.model_copy(update={"seed": seed})
@@ -396,6 +397,9 @@ def _probe_seed(
     )
     if correctness is not None:
         stability.update(correctness)
+    stability["reward_forecast"] = fit_reward_curve(
+        [step.step for step in probe.steps], [step.reward_mean for step in probe.steps]
+    ).to_json()
     return _SeedRun(
         seed=seed,
         stability=stability,
@@ -474,6 +478,25 @@ def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
     return combined
 
 
+def _combine_forecasts(forecasts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' reward forecasts: the fitted asymptote's and efficiency's mean and interval
+    over the seeds that have one (None when none has), and why the others have none."""
+    from sweeps.statistics import mean_interval
+
+    fitted = [f for f in forecasts if f.get("asymptote") is not None]
+    return {
+        "asymptote": (
+            mean_interval([f["asymptote"] for f in fitted]).to_json() if fitted else None
+        ),
+        "efficiency": (
+            mean_interval([f["efficiency"] for f in fitted]).to_json() if fitted else None
+        ),
+        "seeds_fitted": len(fitted),
+        "seeds": len(forecasts),
+        "reasons": [f["reason"] for f in forecasts if f.get("reason")],
+    }
+
+
 def run_trial(
     spec: SweepSpec,
     candidate: Candidate,
@@ -549,6 +572,9 @@ def run_trial(
     objectives = {name: stats["mean"] for name, stats in objective_stats.items()}
 
     stability = _combine_stability(seeds)
+    stability["reward_forecast"] = _combine_forecasts(
+        [run.stability["reward_forecast"] for run in seeds]
+    )
     stability["seeds"] = [{"seed": run.seed, **run.stability} for run in seeds]
     stability["objective_stats"] = objective_stats
     constraints = constraint_values(

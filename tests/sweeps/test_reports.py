@@ -20,6 +20,7 @@ from sweeps.reports import (
     ratio_map_figure,
     trial_curves_figure,
 )
+from sweeps.statistics import mean_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -295,3 +296,30 @@ def test_ratio_map_colours_by_any_objective(tmp_path: Path) -> None:
     assert ratio_map_figure(empty, []).startswith(PNG_MAGIC)
     assert objectives_by_ratio_figure(empty, []).startswith(PNG_MAGIC)
     assert "objectives_by_ratio.png" in report.to_markdown()
+
+
+def test_front_table_shows_the_reward_forecast_and_clipped_intervals() -> None:
+    clipped = mean_interval([0.95, 1.0], bounds=(0.0, 1.0))  # [0.657, 1]
+    forecast = mean_interval([0.8, 0.9])
+    trial = TrialRecord(
+        0,
+        (0.5, 0.5),
+        0.2,
+        "complete",
+        None,
+        {"stability": 0.975, "benchmark": 0.5},
+        {
+            "stability": 0.975,
+            "objective_stats": {
+                "stability": clipped.to_json(),
+                "benchmark": mean_interval([0.5, 0.5]).to_json(),
+            },
+            "reward_forecast": {"asymptote": forecast.to_json(), "seeds_fitted": 2, "seeds": 2},
+        },
+    )
+    header, rows = build_report(_noisy_data(trial)).front_table()
+    assert header[-1] == "reward_asymptote"
+    assert rows[0][header.index("stability")] == "0.975 [0.657, 1]"
+    assert rows[0][-1] == "0.85 ± 0.64"  # t(1) x sem 0.05
+    without = build_report(_noisy_data(_repeated(0, 0.9, 0.4, 0.02))).front_table()[0]
+    assert "reward_asymptote" not in without

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from evaluators.benchmarks import BenchmarkResult, TaskScore
-from sweeps.trial import _combine_stability, _SeedRun, benchmark_stderr, grade_task_family
+from sweeps.trial import (
+    _combine_forecasts,
+    _combine_stability,
+    _SeedRun,
+    benchmark_stderr,
+    grade_task_family,
+)
 
 
 def _run(seed: int, **stability: object) -> _SeedRun:
@@ -51,3 +57,16 @@ def test_benchmark_stderr_of_a_perfect_score_is_floored() -> None:
     # Agresti-Coull's 0.025277 for 50/50 (see test_statistics), lm-eval's 0.05 for 50/100;
     # equal weights: sqrt((0.025277 / 2)^2 + (0.05 / 2)^2).
     assert benchmark_stderr(result) == pytest.approx(math.hypot(0.025277, 0.05) / 2, abs=1e-6)
+
+
+def test_reward_forecasts_are_combined_over_the_seeds_that_have_one() -> None:
+    fitted = {"asymptote": 0.8, "efficiency": 1.0, "reason": None}
+    other = {"asymptote": 0.9, "efficiency": 2.0, "reason": None}
+    refused = {"asymptote": None, "efficiency": None, "reason": "flat reward: nothing to fit"}
+    combined = _combine_forecasts([fitted, other, refused])
+    assert combined["asymptote"]["mean"] == pytest.approx(0.85)
+    assert combined["efficiency"]["mean"] == pytest.approx(1.5)
+    assert (combined["seeds_fitted"], combined["seeds"]) == (2, 3)
+    assert combined["reasons"] == ["flat reward: nothing to fit"]
+    none = _combine_forecasts([refused])
+    assert none["asymptote"] is None and none["seeds_fitted"] == 0
