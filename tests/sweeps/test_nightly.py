@@ -125,6 +125,20 @@ def test_a_drop_inside_the_intervals_is_not_a_regression() -> None:
     assert "1 candidate(s) evaluated in both sweeps" in comparison.lines()
 
 
+def test_two_seeds_spread_into_the_hypervolume_interval() -> None:
+    # Stability 0.85/0.95 then 0.70/0.78 on two seeds, kl unchanged. Resampling two seeds could
+    # only reach [0.85, 0.95] and [0.70, 0.78] (apart: a "regression"); their t(1) intervals
+    # are 0.90 -/+ 0.64 and 0.74 -/+ 0.51, and the hypervolume's draws carry that spread.
+    previous = _seeded("a", ((0.5, 0.5), 0.5, [0.85, 0.95], [0.2, 0.2]))
+    current = _seeded("b", ((0.5, 0.5), 0.5, [0.70, 0.78], [0.2, 0.2]))
+    comparison = compare_sweeps(current, previous)
+    assert comparison.previous_hypervolume is not None
+    hv, before = comparison.hypervolume, comparison.previous_hypervolume
+    assert hv.low is not None and hv.high is not None and before.low is not None
+    assert hv.high > before.low and (hv.high - hv.low) > 0.3
+    assert not comparison.regressed, comparison.regressions
+
+
 def test_a_drop_outside_the_intervals_is_a_regression() -> None:
     previous = _seeded("a", ((0.5, 0.5), 0.5, [0.81, 0.79, 0.8], [0.2, 0.21, 0.2]))
     current = _seeded("b", ((0.5, 0.5), 0.5, [0.41, 0.39, 0.4], [0.2, 0.21, 0.2]))
