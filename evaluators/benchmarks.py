@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KNOWLEDGE_TASKS",
+    "PROPORTION_METRICS",
     "BenchmarkConfig",
     "BenchmarkResult",
     "BenchmarkRunner",
@@ -59,9 +60,11 @@ __all__ = [
     "forgetting",
     "forgetting_stderr",
     "load_checkpoint",
+    "proportion_stderr",
     "render_shipped_tasks",
     "resolve_device",
     "result_from_lm_eval",
+    "task_stderr",
 ]
 
 
@@ -363,10 +366,48 @@ def forgetting(result: BenchmarkResult, base: BenchmarkResult, tasks: Sequence[s
     return sum(drops) / len(drops)
 
 
-def _task_stderr(task: TaskScore) -> float | None:
+def proportion_stderr(
+    share: float, documents: int, stderr: float, *, confidence: float = 0.95
+) -> float:
+    """The standard error of a share of ``documents`` correct, floored by Agresti-Coull's.
+
+    lm-eval's binomial error ``sqrt(p (1 - p) / (n - 1))`` is 0 at p = 0 or 1, a zero-width
+    interval for a perfect score on a few documents. Agresti and Coull add ``z^2 / 2`` successes
+    and failures: ``n~ = n + z^2``, ``p~ = (n p + z^2 / 2) / n~``, ``se~ = sqrt(p~ (1 - p~) / n~)``;
+    the larger of the two errors is kept (away from the edges they nearly agree).
+
+    Args:
+        share: The share correct, in [0, 1].
+        documents: Documents scored (at least one).
+        stderr: lm-eval's error.
+    """
+    from scipy import stats
+
+    if documents < 1:
+        raise ValueError(f"documents must be >= 1, got {documents}")
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    shifted_n = documents + z**2
+    shifted_p = (documents * share + z**2 / 2) / shifted_n
+    floor = math.sqrt(shifted_p * (1 - shifted_p) / shifted_n)
+    return max(stderr, floor)
+
+
+#: lm-eval metrics that are a share of documents correct (a binomial proportion).
+PROPORTION_METRICS = frozenset({"acc", "acc_norm", "exact_match"})
+
+
+def task_stderr(task: TaskScore) -> float | None:
+    """lm-eval's standard error of ``task.score`` (None if it gave none), floored by
+    :func:`proportion_stderr` for a share-correct metric, so a perfect score keeps an error."""
     name, _, filters = task.metric.partition(",")
     se = task.metrics.get(f"{name}_stderr,{filters}")
-    return se if se is not None and math.isfinite(se) else None
+    if se is None or not math.isfinite(se):
+        return None
+    if name in PROPORTION_METRICS and task.n_samples and 0 <= task.score <= 1:
+        return proportion_stderr(task.score, task.n_samples, se)
+    return se
 
 
 def forgetting_stderr(
@@ -374,7 +415,7 @@ def forgetting_stderr(
 ) -> float | None:
     """Standard error of :func:`forgetting` from lm-eval's per-task stderrs of both models
     (added in quadrature; None if any is missing)."""
-    errors = [_task_stderr(scores.per_task[name]) for name in tasks for scores in (result, base)]
+    errors = [task_stderr(scores.per_task[name]) for name in tasks for scores in (result, base)]
     if not errors or any(se is None for se in errors):
         return None
     return math.sqrt(sum(se**2 for se in errors if se is not None)) / len(tasks)

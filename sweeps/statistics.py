@@ -43,7 +43,6 @@ __all__ = [
     "bootstrap_hypervolume",
     "clearly_dominates",
     "mean_interval",
-    "proportion_stderr",
     "tied_set",
 ]
 
@@ -171,34 +170,6 @@ def mean_interval(
     half = quantile * sem
     low, high = _clip(mean - half, bounds), _clip(mean + half, bounds)
     return Interval(mean, low, high, sem, n, confidence, freedom)
-
-
-def proportion_stderr(
-    share: float, documents: int, stderr: float | None, *, confidence: float = DEFAULT_CONFIDENCE
-) -> float:
-    """The standard error of a share of ``documents`` correct, floored by Agresti-Coull's.
-
-    lm-eval's binomial error ``sqrt(p (1 - p) / (n - 1))`` is 0 at p = 0 or 1, a zero-width
-    interval for a perfect score on a few documents. Agresti and Coull add ``z^2 / 2`` successes
-    and failures: ``n~ = n + z^2``, ``p~ = (n p + z^2 / 2) / n~``, ``se~ = sqrt(p~ (1 - p~) / n~)``;
-    the larger of the two errors is kept (away from the edges they nearly agree).
-
-    Args:
-        share: The share correct, in [0, 1].
-        documents: Documents scored (at least one).
-        stderr: lm-eval's error, None when it gave none.
-    """
-    from scipy import stats
-
-    if documents < 1:
-        raise ValueError(f"documents must be >= 1, got {documents}")
-    if not 0 <= share <= 1:
-        raise ValueError(f"share must be in [0, 1], got {share}")
-    z = float(stats.norm.ppf((1 + confidence) / 2))
-    shifted_n = documents + z**2
-    shifted_p = (documents * share + z**2 / 2) / shifted_n
-    floor = math.sqrt(shifted_p * (1 - shifted_p) / shifted_n)
-    return floor if stderr is None or not math.isfinite(stderr) else max(stderr, floor)
 
 
 def _apart(better: Interval, worse: Interval, direction: Direction) -> bool:

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from sweeps.exceptions import SweepsError
 from sweeps.search_space import Candidate
 from sweeps.spec import OBJECTIVE_BOUNDS, SweepSpec
-from sweeps.statistics import proportion_stderr
 
 if TYPE_CHECKING:
     from torch import nn
@@ -421,25 +420,20 @@ def _probe_seed(
     )
 
 
-#: lm-eval metrics that are a share of documents correct (a binomial proportion).
-_PROPORTION_METRICS = frozenset({"acc", "acc_norm", "exact_match"})
-
-
 def benchmark_stderr(result: BenchmarkResult) -> float | None:
     """Standard error of ``result.benchmark`` from lm-eval's per-task stderrs (None if any is
     missing): the selection tasks' weighted mean, its errors added in quadrature. A share-correct
     task's error is floored by Agresti-Coull's, so a perfect score still has an interval."""
+    from evaluators.benchmarks import task_stderr
+
     total = 0.0
     weights = 0.0
     terms = []
     for task in result.per_task.values():
         if task.weight is None:
             continue
-        name, _, filters = task.metric.partition(",")
-        se = task.metrics.get(f"{name}_stderr,{filters}")
-        if name in _PROPORTION_METRICS and task.n_samples and 0 <= task.score <= 1:
-            se = proportion_stderr(task.score, task.n_samples, se)
-        if se is None or not math.isfinite(se):
+        se = task_stderr(task)
+        if se is None:
             return None
         terms.append((task.weight, se))
         weights += task.weight

@@ -10,7 +10,6 @@ from sweeps.statistics import (
     bootstrap_hypervolume,
     clearly_dominates,
     mean_interval,
-    proportion_stderr,
     tied_set,
 )
 
@@ -105,17 +104,6 @@ def test_degrees_of_freedom_are_kept_through_json() -> None:
     assert Interval.from_json(normal.to_json()) == normal
     legacy = {"mean": 0.3, "low": 0.1, "high": 0.5, "sem": 0.1, "n": 2, "confidence": 0.95}
     assert Interval.from_json(legacy).draw_scale() == (0.1, 1.0)
-
-
-def test_proportion_stderr_floors_a_perfect_score() -> None:
-    # 50 of 50: n~ = 50 + z^2 = 53.8415, p~ = (50 + z^2 / 2) / n~ = 0.96433,
-    # se~ = sqrt(p~ (1 - p~) / n~) = 0.025277.
-    assert proportion_stderr(1.0, 50, 0.0) == pytest.approx(0.025277, abs=1e-6)
-    assert proportion_stderr(0.0, 50, None) == pytest.approx(0.025277, abs=1e-6)
-    # Half right of 100: lm-eval's sqrt(0.25 / 99) = 0.050252 beats se~ = 0.049066.
-    assert proportion_stderr(0.5, 100, 0.050252) == 0.050252
-    with pytest.raises(ValueError, match="documents"):
-        proportion_stderr(1.0, 0, 0.0)
 
 
 def _measured(mean: float, sem: float | None, dof: float | None) -> Interval:
