@@ -89,6 +89,12 @@ def test_a_trial_probes_every_seed_and_reports_means_with_intervals(
     assert outcome.stability["correctness_retention"] == pytest.approx(
         sum(s["correctness_retention"] for s in seeds) / 2
     )
+    # Reward forecast: 3 steps are too few to fit, and each seed says so.
+    forecast = outcome.stability["reward_forecast"]
+    assert (forecast["seeds_fitted"], forecast["seeds"], forecast["asymptote"]) == (0, 2, None)
+    for seed in seeds:
+        assert seed["reward_forecast"]["asymptote"] is None
+        assert seed["reward_forecast"]["reason"] == "too few finite steps to fit (3 < 6)"
 
 
 def test_a_reference_model_gives_the_reference_length(demo_world: Any, tmp_path: Path) -> None:
