@@ -5,7 +5,9 @@ Probes a few demo-world candidates on several seeds with the demo sweep's own pr
 per candidate, the per-seed stability scores, their standard deviation and the 95% interval
 half-width that 1, 2 and 3 seeds would give (``sweeps.statistics.mean_interval``), plus the
 pooled seed standard deviation next to the spread *between* candidates' means. This is the
-measurement behind ``probe.repeats``' default.
+measurement behind ``probe.repeats``' default. Each seed's reward forecast
+(``sweeps.forecast.fit_reward_curve``: the fitted asymptote, or why there is none) is printed
+beside it.
 
     .venv/bin/python benchmarks/probe_noise.py --seeds 3
 """
@@ -41,6 +43,7 @@ def main() -> None:
     from evaluators.probe import run_probe
     from service.cli._demo_sweep import demo_sweep_spec
     from sweeps.demo import build_world
+    from sweeps.forecast import fit_reward_curve
     from sweeps.statistics import mean_interval
     from sweeps.trial import load_trial_inputs
 
@@ -60,7 +63,7 @@ def main() -> None:
     )
     means, variances = [], []
     for label, (weights, alpha) in CANDIDATES.items():
-        scores = []
+        scores, forecasts = [], []
         for seed in range(args.seeds):
             actor = inputs.merge_inputs.build_actor(list(weights), alpha, normalize=True)
             config = probe.model_copy(update={"seed": seed})
@@ -75,12 +78,23 @@ def main() -> None:
             )
             assert result.stability is not None
             scores.append(result.stability.stability)
+            forecast = fit_reward_curve(
+                [step.step for step in result.steps], [step.reward_mean for step in result.steps]
+            )
+            forecasts.append(
+                f"A={forecast.asymptote:.3f} B={forecast.efficiency:.2f} R2={forecast.r2:.2f}"
+                if forecast.asymptote is not None
+                and forecast.efficiency is not None
+                and forecast.r2 is not None
+                else f"none ({forecast.reason})"
+            )
         sd = statistics.stdev(scores) if len(scores) > 1 else math.nan
         widths = [mean_interval(scores[:n]) for n in range(1, len(scores) + 1) if n >= 2]
         halfs = ", ".join(
             f"n={w.n}: ±{(w.high - w.low) / 2:.3f}" for w in widths if w.high is not None
         )
         print(f"{label:34s} seeds {[round(s, 3) for s in scores]}  sd {sd:.3f}  95% {halfs}")
+        print(f"{'':34s} reward forecast per seed: {'; '.join(forecasts)}")
         means.append(statistics.mean(scores))
         variances.append(sd**2)
     pooled = math.sqrt(statistics.mean(variances))

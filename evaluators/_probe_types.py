@@ -77,10 +77,18 @@ class ProbeConfig(BaseModel):
     repeats: int = Field(DEFAULT_REPEATS, ge=1, le=64)
     """Probes per candidate in a sweep, on seeds ``seed``, ``seed + 1``, ...: each objective is
     their mean with a confidence interval (``bai-sweep probe`` runs one, on ``seed``)."""
-    length_reference: Literal["parents", "initial"] = "parents"
+    length_reference: str = Field("parents", min_length=1, max_length=4096)
     """What a sweep measures ``length_retention`` against: ``parents``, the longest greedy
-    response length of its SFT models on the probe prompts (computed once per sweep), or
-    ``initial``, the actor's own initial length (``bai-sweep probe`` always uses this)."""
+    response length of its SFT models on the probe prompts (computed once per sweep),
+    ``initial``, the actor's own initial length (``bai-sweep probe`` always uses this), or the
+    directory of a reference model sharing the actor's tokenizer, whose greedy length on the
+    probe prompts is the reference (computed once per sweep; a spec's path is resolved like the
+    model paths, confined to the model roots and checked by the pre-flight)."""
+
+    @property
+    def reference_model(self) -> str | None:
+        """The reference model's directory when ``length_reference`` names one, else None."""
+        return None if self.length_reference in ("parents", "initial") else self.length_reference
 
     def short_window_warning(self) -> str | None:
         """A warning when ``steps`` is under two stability windows, else None.

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "KNOWLEDGE_TASKS",
+    "PROPORTION_METRICS",
     "BenchmarkConfig",
     "BenchmarkResult",
     "BenchmarkRunner",
@@ -55,10 +57,14 @@ __all__ = [
     "TaskScore",
     "evaluate_benchmarks",
     "evaluate_checkpoint",
+    "forgetting",
+    "forgetting_stderr",
     "load_checkpoint",
+    "proportion_stderr",
     "render_shipped_tasks",
     "resolve_device",
     "result_from_lm_eval",
+    "task_stderr",
 ]
 
 
@@ -72,6 +78,10 @@ def _prepare_environment() -> None:
     force_offline()
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
 
+
+#: The shipped suite's knowledge (K) tasks: forgetting is measured on those a config scores,
+#: unless it names its own ``retention`` tasks.
+KNOWLEDGE_TASKS: tuple[str, ...] = ("bai_facts_mc",)
 
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
@@ -148,6 +158,13 @@ class BenchmarkConfig(BaseModel):
         description="Bootstrap iterations for standard errors (mean metrics use a closed "
         "form whenever this is > 0); 0 skips standard errors.",
     )
+    retention: tuple[str, ...] | None = Field(
+        default=None,
+        max_length=64,
+        description="Tasks forgetting is measured on: the mean score drop of a model versus "
+        "the base model (each a selection or report task, so it is scored anyway). Default: "
+        "the shipped knowledge tasks among them (bai_facts_mc); [] measures no forgetting.",
+    )
 
     @field_validator("selection", "report", mode="before")
     @classmethod
@@ -177,6 +194,12 @@ class BenchmarkConfig(BaseModel):
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
                 raise ValueError(f"{role} names a task more than once: {', '.join(duplicates)}")
+        scored = set(self.task_names)
+        unknown = [name for name in self.retention or () if name not in scored]
+        if unknown:
+            raise ValueError(
+                f"retention task(s) {', '.join(unknown)} are neither selection nor report tasks"
+            )
         overlap = sorted({r.name for r in self.selection} & {r.name for r in self.report})
         if overlap and not self.allow_overlap:
             raise ValueError(
@@ -189,6 +212,13 @@ class BenchmarkConfig(BaseModel):
     def task_names(self) -> list[str]:
         """Every task to run, selection first, each once."""
         return list(dict.fromkeys(ref.name for ref in (*self.selection, *self.report)))
+
+    @property
+    def retention_tasks(self) -> list[str]:
+        """The tasks forgetting is measured on (see ``retention``)."""
+        if self.retention is not None:
+            return list(self.retention)
+        return [name for name in self.task_names if name in KNOWLEDGE_TASKS]
 
 
 class TaskScore(BaseModel):
@@ -326,6 +356,69 @@ def result_from_lm_eval(
         wall_time_s=wall_time_s,
         limit=config.limit,
     )
+
+
+def forgetting(result: BenchmarkResult, base: BenchmarkResult, tasks: Sequence[str]) -> float:
+    """The mean score drop of ``result`` versus ``base`` over ``tasks`` (> 0: forgot)."""
+    if not tasks:
+        raise ValueError("no retention tasks to measure forgetting on")
+    drops = [base.per_task[name].score - result.per_task[name].score for name in tasks]
+    return sum(drops) / len(drops)
+
+
+def proportion_stderr(
+    share: float, documents: int, stderr: float, *, confidence: float = 0.95
+) -> float:
+    """The standard error of a share of ``documents`` correct, floored by Agresti-Coull's.
+
+    lm-eval's binomial error ``sqrt(p (1 - p) / (n - 1))`` is 0 at p = 0 or 1, a zero-width
+    interval for a perfect score on a few documents. Agresti and Coull add ``z^2 / 2`` successes
+    and failures: ``n~ = n + z^2``, ``p~ = (n p + z^2 / 2) / n~``, ``se~ = sqrt(p~ (1 - p~) / n~)``;
+    the larger of the two errors is kept (away from the edges they nearly agree).
+
+    Args:
+        share: The share correct, in [0, 1].
+        documents: Documents scored (at least one).
+        stderr: lm-eval's error.
+    """
+    from scipy import stats
+
+    if documents < 1:
+        raise ValueError(f"documents must be >= 1, got {documents}")
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    shifted_n = documents + z**2
+    shifted_p = (documents * share + z**2 / 2) / shifted_n
+    floor = math.sqrt(shifted_p * (1 - shifted_p) / shifted_n)
+    return max(stderr, floor)
+
+
+#: lm-eval metrics that are a share of documents correct (a binomial proportion).
+PROPORTION_METRICS = frozenset({"acc", "acc_norm", "exact_match"})
+
+
+def task_stderr(task: TaskScore) -> float | None:
+    """lm-eval's standard error of ``task.score`` (None if it gave none), floored by
+    :func:`proportion_stderr` for a share-correct metric, so a perfect score keeps an error."""
+    name, _, filters = task.metric.partition(",")
+    se = task.metrics.get(f"{name}_stderr,{filters}")
+    if se is None or not math.isfinite(se):
+        return None
+    if name in PROPORTION_METRICS and task.n_samples and 0 <= task.score <= 1:
+        return proportion_stderr(task.score, task.n_samples, se)
+    return se
+
+
+def forgetting_stderr(
+    result: BenchmarkResult, base: BenchmarkResult, tasks: Sequence[str]
+) -> float | None:
+    """Standard error of :func:`forgetting` from lm-eval's per-task stderrs of both models
+    (added in quadrature; None if any is missing)."""
+    errors = [task_stderr(scores.per_task[name]) for name in tasks for scores in (result, base)]
+    if not errors or any(se is None for se in errors):
+        return None
+    return math.sqrt(sum(se**2 for se in errors if se is not None)) / len(tasks)
 
 
 # --------------------------------------------------------------------------- task loading

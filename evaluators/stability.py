@@ -13,13 +13,13 @@ weighs the same on both sides.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from evaluators._probe_types import StepMetrics
+    from evaluators._probe_types import ProbeResponse, StepMetrics
 
 __all__ = [
     "DEFAULT_COLLAPSE_THRESHOLD",
@@ -28,6 +28,7 @@ __all__ = [
     "SCORE_WEIGHTS",
     "StabilityMetrics",
     "compute_stability",
+    "correctness_retention",
     "diverged_stability",
     "entropy_drop",
     "length_retention",
@@ -327,3 +328,44 @@ def stability_from_steps(
 def diverged_stability(metrics: StabilityMetrics) -> StabilityMetrics:
     """``metrics`` (of the finite steps before a divergence) with score 0, flagged diverged."""
     return metrics.model_copy(update={"stability": 0.0, "diverged": True})
+
+
+def correctness_retention(
+    responses: Sequence[ProbeResponse],
+    grade: Callable[[str, str], bool | None],
+    *,
+    window: int = DEFAULT_WINDOW,
+) -> dict[str, float] | None:
+    """How much of its correctness the policy kept: the share of correct rollout responses over
+    the last ``window`` steps against the first ``window`` steps.
+
+    Returns ``{"correct_start", "correct_end", "correctness_retention"}`` with the retention
+    ``min(1, end / start)`` (1 when the start had nothing correct to lose), or None when some
+    response cannot be graded (``grade`` returns None: its prompt has no known answer) or there
+    are no responses.
+
+    Args:
+        responses: The probe's recorded responses (each with its 1-based ``step``).
+        grade: ``grade(prompt, response)``: True/False, or None when unknown.
+        window: Steps at each end (the whole run when it is shorter than two windows: then
+            both ends overlap, as the rolling means of the other metrics do).
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if not responses:
+        return None
+    grades = [grade(r.prompt, r.response) for r in responses]
+    if any(g is None for g in grades):
+        return None
+    first_step = min(r.step for r in responses)
+    last_step = max(r.step for r in responses)
+    start = [g for r, g in zip(responses, grades, strict=True) if r.step < first_step + window]
+    end = [g for r, g in zip(responses, grades, strict=True) if r.step > last_step - window]
+    share_start = sum(bool(g) for g in start) / len(start)
+    share_end = sum(bool(g) for g in end) / len(end)
+    retention = 1.0 if share_start == 0 else min(1.0, share_end / share_start)
+    return {
+        "correct_start": share_start,
+        "correct_end": share_end,
+        "correctness_retention": retention,
+    }

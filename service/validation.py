@@ -100,6 +100,12 @@ def validate_spec(
         include_path = resolve_under_roots(str(include), roots, field=field)
         _require_dir(include_path, str(include), field)
         include_paths.append(include_path)
+    probe = spec.probe
+    if probe.reference_model is not None:
+        field = "probe.length_reference"
+        reference = resolve_under_roots(probe.reference_model, roots, field=field)
+        _require_dir(reference, probe.reference_model, field)
+        probe = probe.model_copy(update={"length_reference": str(reference)})
     resolved_models = models.model_copy(
         update={
             "base": str(base),
@@ -109,7 +115,9 @@ def validate_spec(
         }
     )
     resolved_benchmarks = spec.benchmarks.model_copy(update={"include_path": tuple(include_paths)})
-    checked = spec.model_copy(update={"models": resolved_models, "benchmarks": resolved_benchmarks})
+    checked = spec.model_copy(
+        update={"models": resolved_models, "benchmarks": resolved_benchmarks, "probe": probe}
+    )
     check_spec(
         checked,
         trust_remote_code=trust_remote_code,

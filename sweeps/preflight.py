@@ -39,6 +39,7 @@ __all__ = [
     "check_checkpoint_dir",
     "check_device",
     "check_generation_budget",
+    "check_length_reference",
     "check_probe",
     "check_prompt_format",
     "check_reward_model",
@@ -523,6 +524,40 @@ def check_generation_budget(
 # --------------------------------------------------------------------------- the spec
 
 
+def check_length_reference(probe: ProbeConfig, actor: ActorFacts) -> None:
+    """A reference model named by ``probe.length_reference``: a generating checkpoint whose
+    tokenizer is the actor's, so its greedy lengths count the same tokens (issue 12)."""
+    reference = probe.reference_model
+    if reference is None:
+        return
+    field = "probe.length_reference"
+    path = Path(reference)
+    config = check_checkpoint_dir(path, field)
+    architectures = [str(name) for name in config.get("architectures") or []]
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise PreflightError(
+            f"{field}: {path} is a sequence-classification model; the reference must generate "
+            "(a causal LM), or use 'parents' or 'initial'"
+        )
+    theirs = _fast_tokenizer(path, field)
+    ours = _fast_tokenizer(actor.path, "models.base")
+    if theirs is None or (
+        ours is not None
+        and theirs.get_vocab(with_added_tokens=True) != ours.get_vocab(with_added_tokens=True)
+    ):
+        problem = "has no tokenizer.json" if theirs is None else "has another tokenizer"
+        raise PreflightError(
+            f"{field}: {path} {problem} than models.base; the reference must share the "
+            "actor's tokenizer so that its lengths count the same tokens"
+        )
+    positions = _positions(config)
+    if positions is not None and probe.response_length >= positions:
+        raise PreflightError(
+            f"{field}: {path} has {positions} positions, too few to generate "
+            f"probe.response_length={probe.response_length} tokens after a prompt"
+        )
+
+
 def check_spec(
     spec: SweepSpec,
     *,
@@ -560,6 +595,7 @@ def check_spec(
     if not prompts.is_file():
         raise PreflightError(f"models.prompts: {models.prompts!r} is not a file")
     check_probe(spec.probe, actor, prompts, has_reward_model=models.reward is not None)
+    check_length_reference(spec.probe, actor)
     gpus = spec.resources.gpus_per_trial
     check_device(spec.probe.device, "probe.device", gpus_per_trial=gpus, local=local_devices)
     check_device(

@@ -5,7 +5,7 @@ The input is plain data (:class:`SweepReportData`), built from the database by
 service render the same report::
 
     report = build_report(data)
-    report.write(directory)        # report.md, report.json, pareto.png, hypervolume.png, ...
+    report.write(directory)        # report.md, report.json, pareto.png, ratio_map.png, ...
     html = report.to_html()        # one self-contained page (figures inlined)
 """
 
@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sweeps.constraints import is_feasible
 from sweeps.pareto import Direction, hypervolume, pareto_front
+from sweeps.spec import OBJECTIVE_BOUNDS
 from sweeps.statistics import Interval, bootstrap_hypervolume, mean_interval, tied_set
 
 #: Stability metrics shown in the front table when the probe reports them.
@@ -36,10 +37,19 @@ KEY_STABILITY_METRICS = (
     "reward_dip",
     "kl_final",
     "entropy_drop",
+    "correctness_retention",
 )
+#: Forgetting columns of the front table (from the trials' benchmark records).
+FORGETTING_COLUMNS = ("forgetting_init", "forgetting_after")
 #: Per-step curves drawn for front members and baselines: (step key, axis label).
 CURVES = (("length_mean", "mean response length"), ("reward_mean", "reward"), ("kl", "KL"))
-FIGURE_NAMES = ("pareto.png", "hypervolume.png", "curves.png")
+FIGURE_NAMES = (
+    "pareto.png",
+    "hypervolume.png",
+    "curves.png",
+    "ratio_map.png",
+    "objectives_by_ratio.png",
+)
 #: Benchmark objectives the recommendation ranks by, most preferred first.
 RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
 RECOMMENDATION_RULE = (
@@ -49,6 +59,15 @@ RECOMMENDATION_RULE = (
     "{benchmark}, ties broken by the best mean stability, then the lower trial number; the "
     "runner-up is the next in that order"
 )
+
+_COLUMN_LEGEND = {
+    "correctness_retention": "correctness_retention: share of correct rollout answers over the "
+    "probe's last window against its first (capped at 1; mean over seeds).",
+    "forgetting_init": "forgetting_init / forgetting_after: mean score drop versus the base "
+    "model on the retention tasks, of the initial actor / of the policy after RL (> 0: forgot).",
+    "reward_asymptote": "reward_asymptote: the reward the probe's curve tends to (ScaleRL-style "
+    "fit, docs/stability-metrics.md); mean over the seeds with a fit, '–' when none had one.",
+}
 
 _KIND_STYLE = {
     "paper": {"marker": "s", "color": "tab:orange", "label": "paper seed"},
@@ -108,16 +127,11 @@ class TrialRecord:
             out.append(Interval.from_json(entry) if entry else mean_interval([value]))
         return out
 
-    def seed_values(self, objectives: Sequence[ObjectiveInfo]) -> list[list[float]] | None:
-        """Per seed, the objective vector (one row without per-seed statistics)."""
-        values = self.values(objectives)
-        if values is None:
-            return None
-        stats = (self.stability or {}).get("objective_stats") or {}
-        columns = [stats.get(o.name, {}).get("values") for o in objectives]
-        if any(not column for column in columns) or len({len(c) for c in columns}) != 1:
-            return [list(values)]
-        return [list(row) for row in zip(*columns, strict=True)]
+    def reward_asymptote(self) -> Interval | None:
+        """The reward forecast's asymptote over the seeds with a fit (None without one)."""
+        forecast = (self.stability or {}).get("reward_forecast")
+        entry = forecast.get("asymptote") if isinstance(forecast, dict) else None
+        return Interval.from_json(entry) if entry else None
 
     def feasible(self) -> bool:
         """Whether the trial met the sweep's constraints (see :mod:`sweeps.constraints`)."""
@@ -132,6 +146,22 @@ class TrialRecord:
         """Whether any seed of the probe collapsed or diverged."""
         stability = self.stability or {}
         return bool(stability.get("collapsed")) or bool(stability.get("diverged"))
+
+    def forgetting(self) -> dict[str, float]:
+        """``forgetting_init`` (the initial actor) and ``forgetting_after`` (the mean over the
+        seeds' trained policies), whichever were measured."""
+        benchmarks = self.benchmarks or {}
+        out: dict[str, float] = {}
+        if isinstance(benchmarks.get("forgetting_init"), int | float):
+            out["forgetting_init"] = float(benchmarks["forgetting_init"])
+        after = [
+            float(run["forgetting"])
+            for run in benchmarks.get("after") or []
+            if isinstance(run.get("forgetting"), int | float)
+        ]
+        if after:
+            out["forgetting_after"] = sum(after) / len(after)
+        return out
 
     def label(self) -> str:
         """``#3 w=(0.50, 0.50) a=0.20``."""
@@ -195,10 +225,16 @@ class SweepReportData:
         return hypervolume(values, self.reference_point, self.directions)
 
     def hypervolume_interval(self, *, resamples: int = 500, seed: int = 0) -> Interval:
-        """The hypervolume of the means with a bootstrap interval over the trials' seeds."""
-        rows = [t.seed_values(self.objectives) or [] for t, _ in self.feasible_trials()]
+        """The hypervolume of the means with a parametric-bootstrap interval over the trials'
+        seeds (see :func:`sweeps.statistics.bootstrap_hypervolume`)."""
+        rows = [t.intervals(self.objectives) or [] for t, _ in self.feasible_trials()]
         return bootstrap_hypervolume(
-            rows, self.reference_point, self.directions, resamples=resamples, seed=seed
+            rows,
+            self.reference_point,
+            self.directions,
+            bounds=[OBJECTIVE_BOUNDS.get(o.name) for o in self.objectives],
+            resamples=resamples,
+            seed=seed,
         )
 
     def tied(self) -> list[TrialRecord]:
@@ -265,6 +301,18 @@ class SweepReportData:
                 best[objective.name] = (
                     max(column) if objective.direction == "maximize" else min(column)
                 )
+        return best
+
+    def best_intervals(self) -> dict[str, Interval]:
+        """Per objective, the interval of the feasible trial with the best mean."""
+        scored = self.feasible_trials()
+        best: dict[str, Interval] = {}
+        for k, objective in enumerate(self.objectives):
+            sign = 1.0 if objective.direction == "maximize" else -1.0
+            ranked = sorted(scored, key=lambda item: (-sign * item[1][k], item[0].number))
+            if ranked:
+                intervals = ranked[0][0].intervals(self.objectives) or []
+                best[objective.name] = intervals[k]
         return best
 
     def counts(self) -> dict[str, int]:
@@ -339,7 +387,21 @@ class Report:
         """Header and rows of the front-member table (shared by Markdown, HTML and the CLI)."""
         names = [o.name for o in self.data.objectives]
         stability_keys = _stability_keys(self.front)
-        header = ["trial", "kind", "weights", "alpha", *names, *stability_keys]
+        forgetting_keys = [
+            key for key in FORGETTING_COLUMNS if any(key in t.forgetting() for t in self.front)
+        ]
+        forecasts = any(t.reward_asymptote() for t in self.front)
+        forecast_keys = ["reward_asymptote"] if forecasts else []
+        header = [
+            "trial",
+            "kind",
+            "weights",
+            "alpha",
+            *names,
+            *stability_keys,
+            *forgetting_keys,
+            *forecast_keys,
+        ]
         rows = []
         for trial in self.front:
             objectives = trial.objectives or {}
@@ -357,6 +419,8 @@ class Report:
                         for n, i in zip(names, intervals, strict=True)
                     ),
                     *(_fmt(stability.get(k)) for k in stability_keys),
+                    *(_fmt(trial.forgetting().get(k)) for k in forgetting_keys),
+                    *(_fmt_asymptote(trial.reward_asymptote()) for _ in forecast_keys),
                 ]
             )
         return header, rows
@@ -389,6 +453,9 @@ class Report:
             "",
         ]
         header, rows = self.front_table()
+        legend = [text for key, text in _COLUMN_LEGEND.items() if key in header]
+        if legend:
+            lines += [*legend, ""]
         if rows:
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
@@ -405,6 +472,8 @@ class Report:
             ("pareto.png", "Trials and Pareto front"),
             ("hypervolume.png", "Hypervolume against finished trials"),
             ("curves.png", "Probe curves of front members and baselines"),
+            ("ratio_map.png", "Ratio map: every candidate's alpha and w_1"),
+            ("objectives_by_ratio.png", "Each objective against alpha (and w_1), 95% intervals"),
         ):
             if name in self.figures:
                 lines += ["", f"## {title}", "", f"![{title}]({image_prefix}{name})"]
@@ -555,6 +624,8 @@ def build_report(data: SweepReportData) -> Report:
         "pareto.png": pareto_figure(data, front),
         "hypervolume.png": hypervolume_figure(data),
         "curves.png": curves_figure(data, front),
+        "ratio_map.png": ratio_map_figure(data, front),
+        "objectives_by_ratio.png": objectives_by_ratio_figure(data, front),
     }
     return Report(
         data=data,
@@ -641,6 +712,171 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
     return _png(figure)
 
 
+def ratio_map_figure(
+    data: SweepReportData, front: Sequence[TrialRecord], objective: str | None = None
+) -> bytes:
+    """Every candidate at (alpha, w_1), coloured by ``objective`` (default: the first one).
+
+    Front members are ringed, the recommendation starred; infeasible trials are grey crosses,
+    failed and pruned ones small grey dots.
+    """
+    from matplotlib import colormaps
+
+    figure = Figure(figsize=(6.4, 4.8))
+    ax = figure.add_subplot()
+    names = [o.name for o in data.objectives]
+    name = objective or names[0]
+    if name not in names:
+        raise ValueError(f"no objective {name!r} in {names}")
+    key = names.index(name)
+    scored = data.feasible_trials()
+    infeasible = [t for t, _ in data.scored_trials() if not t.feasible()]
+    unscored = [t for t in data.trials if t.values(data.objectives) is None]
+    if unscored:
+        ax.scatter(
+            [t.alpha for t in unscored],
+            [t.weights[0] for t in unscored],
+            s=12,
+            color="tab:gray",
+            alpha=0.5,
+            label="failed / no value",
+        )
+    if infeasible:
+        ax.scatter(
+            [t.alpha for t in infeasible],
+            [t.weights[0] for t in infeasible],
+            marker="x",
+            color="tab:gray",
+            label="infeasible",
+        )
+    if scored:
+        cmap = colormaps["viridis" if data.objectives[key].direction == "maximize" else "viridis_r"]
+        points = ax.scatter(
+            [t.alpha for t, _ in scored],
+            [t.weights[0] for t, _ in scored],
+            c=[v[key] for _, v in scored],
+            cmap=cmap,
+            s=50,
+            edgecolors="black",
+            linewidths=0.3,
+            zorder=2,
+        )
+        figure.colorbar(points, ax=ax, label=f"{name} ({data.objectives[key].direction})")
+    if front:
+        ax.scatter(
+            [t.alpha for t in front],
+            [t.weights[0] for t in front],
+            facecolors="none",
+            edgecolors="tab:red",
+            s=180,
+            linewidths=1.5,
+            label="Pareto front",
+            zorder=3,
+        )
+    chosen = data.recommendation()
+    if chosen is not None:
+        ax.scatter(
+            [chosen.trial.alpha],
+            [chosen.trial.weights[0]],
+            marker="*",
+            color="tab:red",
+            s=220,
+            label="recommended",
+            zorder=4,
+        )
+    for trial, _ in scored:
+        ax.annotate(
+            f"#{trial.number}",
+            (trial.alpha, trial.weights[0]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+        )
+    ax.set_xlabel("alpha (share of the base model)")
+    ax.set_ylabel("w_1 (weight of the first SFT model)")
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.05, 1.05)
+    title = "Ratio map" if scored else "Ratio map (no complete trial yet)"
+    ax.set_title(f"{data.name}: {title}, colour = {name}", fontsize=10)
+    if front or infeasible or unscored or chosen is not None:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return _png(figure)
+
+
+def objectives_by_ratio_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
+    """Each objective's mean against alpha (top row) and, for two SFT models, against w_1
+    (bottom row), with the 95% intervals as error bars; paper seeds, no-BAI baselines and front
+    members marked, the paper's alpha grid drawn as dotted lines."""
+    from sweeps.search_space import PAPER_ALPHAS
+
+    objectives = data.objectives
+    scored = data.feasible_trials()
+    two_sft = any(len(t.weights) == 2 for t, _ in scored)
+    rows = 2 if two_sft else 1
+    figure = Figure(figsize=(4.2 * len(objectives), 3.4 * rows), layout="constrained")
+    axes = figure.subplots(rows, len(objectives), squeeze=False)
+    front_numbers = {t.number for t in front}
+    styles: dict[str | None, dict[str, str]] = {
+        None: {"marker": "o", "color": "tab:gray", "label": "sampled"}
+    }
+    styles.update(_KIND_STYLE)
+    for k, objective in enumerate(objectives):
+        for row, (axis_name, position) in enumerate(
+            (("alpha", lambda t: t.alpha), ("w_1", lambda t: t.weights[0]))[:rows]
+        ):
+            ax = axes[row][k]
+            if row == 0:
+                for alpha in PAPER_ALPHAS:
+                    ax.axvline(alpha, color="tab:orange", linestyle=":", linewidth=0.8, zorder=0)
+            for kind, style in styles.items():
+                group = [(t, v) for t, v in scored if t.seed_kind == kind]
+                if not group:
+                    continue
+                xs, ys, low, high = [], [], [], []
+                for trial, values in group:
+                    interval = (trial.intervals(objectives) or [])[k]
+                    bottom, top = interval.bounds()
+                    xs.append(position(trial))
+                    ys.append(values[k])
+                    low.append(values[k] - bottom)
+                    high.append(top - values[k])
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[low, high],
+                    fmt=style["marker"],
+                    color=style["color"],
+                    ecolor=style["color"],
+                    alpha=0.8,
+                    capsize=3,
+                    label=style["label"],
+                )
+            members = [(position(t), v[k]) for t, v in scored if t.number in front_numbers]
+            if members:
+                ax.scatter(
+                    *_columns(members),
+                    facecolors="none",
+                    edgecolors="tab:blue",
+                    s=150,
+                    linewidths=1.3,
+                    label="Pareto front",
+                    zorder=3,
+                )
+            ax.set_xlabel(axis_name)
+            ax.set_ylabel(f"{objective.name} ({objective.direction})")
+            ax.set_xlim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    title = "" if scored else " (no complete feasible trial yet)"
+    figure.suptitle(
+        f"{data.name}: objectives by ratio{title}; dotted: the paper's alpha grid", fontsize=10
+    )
+    return _png(figure)
+
+
 def _columns(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
     """The x and y columns of ``points``."""
     return [x for x, _ in points], [y for _, y in points]
@@ -724,7 +960,15 @@ def _stability_keys(trials: Sequence[TrialRecord]) -> list[str]:
 def _fmt_interval(value: Any, interval: Interval | None) -> str:
     if interval is None or interval.low is None or interval.high is None:
         return _fmt(value)
+    below, above = interval.mean - interval.low, interval.high - interval.mean
+    if not math.isclose(below, above, rel_tol=1e-6, abs_tol=1e-12):
+        # Clipped to the objective's range: the two sides differ.
+        return f"{_fmt(float(value))} [{interval.low:.3g}, {interval.high:.3g}]"
     return f"{_fmt(float(value))} ± {(interval.high - interval.low) / 2:.2g}"
+
+
+def _fmt_asymptote(interval: Interval | None) -> str:
+    return "–" if interval is None else _fmt_interval(interval.mean, interval)
 
 
 def _interval_note(interval: Interval | None) -> str:
@@ -770,6 +1014,7 @@ def _prompt_lines(trials: Sequence[TrialRecord]) -> list[str]:
 
 
 def _trial_json(trial: TrialRecord) -> dict[str, Any]:
+    stability = trial.stability or {}
     return {
         "number": trial.number,
         "weights": list(trial.weights),
@@ -779,6 +1024,9 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "objectives": trial.objectives,
         "stability": trial.stability,
         "benchmarks": trial.benchmarks,
+        "forgetting": trial.forgetting(),
+        "correctness_retention": stability.get("correctness_retention"),
+        "reward_forecast": stability.get("reward_forecast"),
         "error": trial.error,
         "duration_s": trial.duration_s,
     }

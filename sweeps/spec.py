@@ -11,7 +11,7 @@ Example (YAML)::
     probe: {steps: 30, batch_size: 8}
     benchmarks: {limit: 200}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, max_concurrent_trials: 2}
-    nightly: {tolerance: 0.02}
+    nightly: {tolerance: 0.0, warm_start: true}
 
 Relative model paths in a file are resolved against the file's directory. Validation errors
 name the offending field (``search.alpha: ...``).
@@ -47,7 +47,9 @@ from sweeps.search_space import (
     dedupe_seed_points,
 )
 
-ObjectiveName = Literal["stability", "benchmark", "benchmark_after", "reward_gain", "kl"]
+ObjectiveName = Literal[
+    "stability", "benchmark", "benchmark_after", "reward_gain", "kl", "forgetting"
+]
 Direction = Literal["maximize", "minimize"]
 SeedPreset = Literal["paper", "baselines"]
 
@@ -58,6 +60,17 @@ DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "benchmark_after": "maximize",
     "reward_gain": "maximize",
     "kl": "minimize",
+    "forgetting": "minimize",
+}
+#: The range each objective can take (None: unbounded); intervals are clipped to it.
+#: Stability and benchmark scores are shares in [0, 1]; forgetting is a drop of such a score.
+OBJECTIVE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "stability": (0.0, 1.0),
+    "benchmark": (0.0, 1.0),
+    "benchmark_after": (0.0, 1.0),
+    "reward_gain": (None, None),
+    "kl": (0.0, None),
+    "forgetting": (-1.0, 1.0),
 }
 _WEIGHT_SUM_TOLERANCE = 1e-6
 #: Longest path accepted in a spec (Linux's PATH_MAX).
@@ -216,8 +229,8 @@ class ObjectiveSpec(_Frozen):
         default=None,
         description="Hypervolume reference value (the worst value that still counts). "
         "Default: 0 for maximized stability/benchmark/benchmark_after (1 if minimized), 0 for "
-        "reward_gain, "
-        "1.0 for kl.",
+        "reward_gain, 1.0 for kl and for forgetting (a drop of the whole score; -1 if "
+        "maximized).",
     )
 
     @model_validator(mode="before")
@@ -239,6 +252,8 @@ class ObjectiveSpec(_Frozen):
             return 0.0 if self.resolved_direction == "maximize" else 1.0
         if self.name == "kl":
             return 1.0 if self.resolved_direction == "minimize" else 0.0
+        if self.name == "forgetting":
+            return 1.0 if self.resolved_direction == "minimize" else -1.0
         return 0.0
 
 
@@ -258,11 +273,54 @@ class NightlySpec(_Frozen):
     """How ``bai-sweep run`` compares a sweep with the previous successful one of its name."""
 
     tolerance: float = Field(
-        default=0.02,
+        default=0.0,
         ge=0,
-        description="Allowed absolute drop of the hypervolume and of each objective's best "
-        "value before the run counts as a regression.",
+        description="Extra margin beyond the 95% intervals: a regression is a current interval "
+        "(hypervolume, each objective's best) lying wholly below the previous one by more than "
+        "this (see sweeps.nightly).",
     )
+    warm_start: bool = Field(
+        default=True,
+        description="Re-evaluate the previous successful sweep's front ratios first (added to "
+        "search.seed_points as far as search.n_trials allows).",
+    )
+
+
+class FidelitySpec(_Frozen):
+    """Successive halving (see :mod:`sweeps.fidelity`): probe every candidate briefly, promote
+    the best ``1/eta`` by non-dominated rank to longer probes on more seeds, rank on the highest
+    fidelity reached. The last rung is the spec's own ``probe.steps`` and ``probe.repeats``.
+    Validated here; the runner does not run rungs yet."""
+
+    enabled: bool = False
+    rungs: int = Field(default=3, ge=2, le=8, description="Fidelity levels, the last full.")
+    eta: int = Field(
+        default=3, ge=2, le=10, description="Keep 1/eta of a rung's candidates at each promotion."
+    )
+    min_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Probe updates at the lowest rung (each rung multiplies them by eta). "
+        "Default: probe.steps / eta^(rungs - 1), at least 1.",
+    )
+    min_repeats: int = Field(
+        default=1, ge=1, le=64, description="Seeds at the lowest rung (growing to probe.repeats)."
+    )
+
+    def not_run_warning(self) -> str | None:
+        """A warning while ``enabled`` asks for what the runner does not do yet, else None."""
+        if not self.enabled:
+            return None
+        return (
+            "fidelity.enabled: successive halving is validated but the runner does not run "
+            "rungs yet; every candidate gets the full probe"
+        )
+
+    def resolved_min_steps(self, steps: int) -> int:
+        """``min_steps``, defaulted from the full probe's ``steps``."""
+        if self.min_steps is not None:
+            return self.min_steps
+        return max(1, steps // self.eta ** (self.rungs - 1))
 
 
 class ConstraintsSpec(_Frozen):
@@ -307,6 +365,7 @@ class SweepSpec(_Frozen):
     resources: ResourcesSpec = ResourcesSpec()
     nightly: NightlySpec = NightlySpec()
     constraints: ConstraintsSpec = ConstraintsSpec()
+    fidelity: FidelitySpec = FidelitySpec()
     export_front: bool = Field(
         default=False, description="Write the merged actors of the final Pareto front to disk."
     )
@@ -326,6 +385,24 @@ class SweepSpec(_Frozen):
         if isinstance(search.weights, list) and len(search.weights) != n_sft:
             raise ValueError(
                 f"search.weights: {len(search.weights)} fixed weights for {n_sft} SFT models"
+            )
+        fidelity = self.fidelity
+        if fidelity.enabled:
+            low = fidelity.resolved_min_steps(self.probe.steps)
+            if low >= self.probe.steps:
+                raise ValueError(
+                    f"fidelity.min_steps: {low} is not below probe.steps ({self.probe.steps}): "
+                    "the lowest rung must be briefer than the full probe"
+                )
+            if fidelity.min_repeats > self.probe.repeats:
+                raise ValueError(
+                    f"fidelity.min_repeats: {fidelity.min_repeats} exceeds probe.repeats "
+                    f"({self.probe.repeats})"
+                )
+        if "forgetting" in self.objective_names and not self.benchmarks.retention_tasks:
+            raise ValueError(
+                "objectives: forgetting needs retention tasks: name them in "
+                "benchmarks.retention (none of the benchmark tasks is a shipped knowledge task)"
             )
         space = self.search_space()
         seeds = self.seed_points()
@@ -406,8 +483,16 @@ class SweepSpec(_Frozen):
         return [o.resolved_reference for o in self.objectives]
 
     def resolved(self, base_dir: Path) -> SweepSpec:
-        """A copy with model paths resolved against ``base_dir`` (see ``ModelsSpec.resolved``)."""
-        return self.model_copy(update={"models": self.models.resolved(base_dir)})
+        """A copy with model paths resolved against ``base_dir`` (see ``ModelsSpec.resolved``),
+        the reference model of ``probe.length_reference`` included."""
+        update: dict[str, Any] = {"models": self.models.resolved(base_dir)}
+        reference = self.probe.reference_model
+        if reference is not None:
+            path = Path(reference).expanduser()
+            if not path.is_absolute() and (base_dir / path).exists():
+                path = (base_dir / path).resolve()
+            update["probe"] = self.probe.model_copy(update={"length_reference": str(path)})
+        return self.model_copy(update=update)
 
     @classmethod
     def parse(cls, data: Any, *, source: str = "spec", base_dir: Path | None = None) -> SweepSpec:

@@ -11,7 +11,16 @@ standard error lm-eval reports for its documents, which does not shrink with mor
                                                interval is z x se when the seeds agree)
 
 One seed without a measurement error has no interval (``low``/``high`` are None); seeds that
-agree exactly without one have a zero-width interval.
+agree exactly without one have a zero-width interval. A bounded objective (stability and
+benchmarks lie in [0, 1]) has its interval clipped to its bounds: the t-interval is symmetric,
+the score cannot leave its range.
+
+The hypervolume's interval is a *parametric* bootstrap on the seeds' uncertainty: every draw
+moves each candidate's mean objective vector by ``sem x T_df`` per objective (a Student-t draw
+with the interval's degrees of freedom; normal for lm-eval's error alone), clipped to the
+objective's bounds, and recomputes the front's hypervolume. With two seeds the t with one
+degree of freedom makes the draws as wide as the per-candidate intervals are; resampling two
+seeds with replacement could only ever reach the two values seen.
 
 Two candidates are *tied* unless the one dominates the other on the means and their intervals
 are apart in at least one objective. The *tied set* of a front is every candidate off the front
@@ -21,7 +30,6 @@ that no other candidate dominates clearly: what the measurement cannot tell from
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +38,7 @@ from sweeps.pareto import Direction, dominates, hypervolume
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
+    "Bounds",
     "Interval",
     "bootstrap_hypervolume",
     "clearly_dominates",
@@ -40,10 +49,17 @@ __all__ = [
 DEFAULT_CONFIDENCE = 0.95
 """Coverage of every interval the sweep reports."""
 
+Bounds = tuple[float | None, float | None]
+"""An objective's ``(lowest, highest)`` possible value, None where it is unbounded."""
+
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean and its confidence interval (``low``/``high`` None when it cannot be known)."""
+    """A mean and its confidence interval (``low``/``high`` None when it cannot be known).
+
+    ``dof`` is the degrees of freedom of the t-distribution behind the interval (``inf`` for a
+    normal one, None when unknown, e.g. a record written before it was kept).
+    """
 
     mean: float
     low: float | None
@@ -51,6 +67,7 @@ class Interval:
     sem: float | None
     n: int
     confidence: float = DEFAULT_CONFIDENCE
+    dof: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The interval as plain JSON data."""
@@ -61,6 +78,8 @@ class Interval:
             "sem": self.sem,
             "n": self.n,
             "confidence": self.confidence,
+            # Strict JSON (PostgreSQL's) has no infinity: a normal interval's dof is "inf".
+            "dof": self.dof if self.dof is None or math.isfinite(self.dof) else "inf",
         }
 
     @classmethod
@@ -73,6 +92,7 @@ class Interval:
             sem=None if data.get("sem") is None else float(data["sem"]),
             n=int(data["n"]),
             confidence=float(data.get("confidence", DEFAULT_CONFIDENCE)),
+            dof=None if data.get("dof") is None else float(data["dof"]),
         )
 
     def bounds(self) -> tuple[float, float]:
@@ -81,12 +101,36 @@ class Interval:
         high = self.mean if self.high is None else self.high
         return low, high
 
+    def draw_scale(self) -> tuple[float, float] | None:
+        """``(sem, dof)`` to draw the mean from, None when it has no known error.
+
+        An interval without a recorded ``dof`` counts ``n - 1`` (seeds only) when it has
+        several seeds, else normal (lm-eval's error on one seed).
+        """
+        if self.sem is None or self.sem <= 0:
+            return None
+        if self.dof is not None:
+            return self.sem, self.dof
+        return self.sem, float(self.n - 1) if self.n >= 2 else math.inf
+
+
+def _clip(value: float, bounds: Bounds | None) -> float:
+    if bounds is None:
+        return value
+    lowest, highest = bounds
+    if lowest is not None:
+        value = max(lowest, value)
+    if highest is not None:
+        value = min(highest, value)
+    return value
+
 
 def mean_interval(
     values: Sequence[float],
     *,
     measurement_se: float | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
+    bounds: Bounds | None = None,
 ) -> Interval:
     """The mean of ``values`` (one per seed) with its confidence interval (see module doc).
 
@@ -94,6 +138,7 @@ def mean_interval(
         values: One finite value per seed (at least one).
         measurement_se: A standard error every value shares (lm-eval's, for a benchmark).
         confidence: Coverage of the interval, in (0, 1).
+        bounds: The objective's range; the interval is clipped to it.
     """
     from scipy import stats
 
@@ -115,13 +160,16 @@ def mean_interval(
     elif n >= 2 and shared == 0:
         sem = 0.0
         quantile = 0.0
+        freedom = float(n - 1)
     elif shared > 0:
         sem = shared
         quantile = float(stats.norm.ppf((1 + confidence) / 2))
+        freedom = math.inf
     else:
         return Interval(mean, None, None, None, n, confidence)
     half = quantile * sem
-    return Interval(mean, mean - half, mean + half, sem, n, confidence)
+    low, high = _clip(mean - half, bounds), _clip(mean + half, bounds)
+    return Interval(mean, low, high, sem, n, confidence, freedom)
 
 
 def _apart(better: Interval, worse: Interval, direction: Direction) -> bool:
@@ -177,44 +225,61 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 
 
 def bootstrap_hypervolume(
-    seed_values: Sequence[Sequence[Sequence[float]]],
+    intervals: Sequence[Sequence[Interval]],
     reference: Sequence[float],
     directions: Sequence[Direction],
     *,
+    bounds: Sequence[Bounds | None] | None = None,
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Interval:
-    """Hypervolume of the candidates' means with a percentile-bootstrap interval.
+    """Hypervolume of the candidates' means with a parametric-bootstrap interval.
 
-    Each resample draws, per candidate, its seeds with replacement and takes their mean
-    objective vector; the interval is the ``(1 - c)/2`` and ``(1 + c)/2`` percentiles of the
-    resampled hypervolumes. A candidate with one seed is the same point in every resample.
+    Each draw moves every candidate's mean by ``sem x T_dof`` per objective (independent
+    Student-t draws, normal for an infinite ``dof``), clips it to the objective's bounds and
+    takes the hypervolume of all the drawn points; the interval is the ``(1 - c)/2`` and
+    ``(1 + c)/2`` percentiles of the draws, ``sem`` their standard deviation. A mean without a
+    known error (one seed, no lm-eval error) is the same point in every draw.
 
     Args:
-        seed_values: Per candidate, per seed, the objective vector.
+        intervals: Per candidate, one interval per objective.
         reference: Hypervolume reference point.
         directions: The objectives' directions.
-        resamples: Bootstrap resamples.
-        seed: Seed of the resampling (the interval is reproducible).
+        bounds: Per objective, its range (None: unbounded).
+        resamples: Draws.
+        seed: Seed of the draws (the interval is reproducible).
         confidence: Coverage of the interval.
     """
+    import numpy as np
+
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-
-    def mean_point(rows: Sequence[Sequence[float]]) -> list[float]:
-        return [sum(column) / len(rows) for column in zip(*rows, strict=True)]
-
-    candidates = [rows for rows in seed_values if rows]
-    estimate = hypervolume([mean_point(rows) for rows in candidates], reference, directions)
-    rng = random.Random(seed)
-    volumes = []
-    for _ in range(resamples):
-        points = [mean_point([rows[rng.randrange(len(rows))] for _ in rows]) for rows in candidates]
-        volumes.append(hypervolume(points, reference, directions))
-    volumes.sort()
+    candidates = [list(row) for row in intervals if row]
+    limits = list(bounds) if bounds is not None else [None] * len(directions)
+    estimate = hypervolume([[i.mean for i in row] for row in candidates], reference, directions)
+    rng = np.random.default_rng(seed)
+    # draws[r][c][k]: draw r of candidate c's objective k.
+    draws = np.array([[[i.mean for i in row] for row in candidates]] * resamples, dtype=float)
+    for c, row in enumerate(candidates):
+        for k, interval in enumerate(row):
+            scale = interval.draw_scale()
+            if scale is None:
+                continue
+            sem, dof = scale
+            noise = (
+                rng.standard_normal(resamples)
+                if math.isinf(dof)
+                else rng.standard_t(dof, resamples)
+            )
+            draws[:, c, k] += sem * noise
+            lowest, highest = limits[k] or (None, None)
+            if lowest is not None or highest is not None:
+                draws[:, c, k] = np.clip(draws[:, c, k], lowest, highest)
+    volumes = sorted(hypervolume(points.tolist(), reference, directions) for points in draws)
     tail = (1 - confidence) / 2
-    spread = math.sqrt(sum((v - sum(volumes) / resamples) ** 2 for v in volumes) / resamples)
+    average = sum(volumes) / resamples
+    spread = math.sqrt(sum((v - average) ** 2 for v in volumes) / resamples)
     return Interval(
         estimate,
         _percentile(volumes, tail),

@@ -13,6 +13,16 @@ kept in the stored stability record (``stability["seeds"]`` and
 ``stability["objective_stats"]``). Only the first seed's per-step curves are streamed and
 stored. A diverged probe scores stability 0 (flagged ``diverged``) instead of failing the trial,
 so the sampler learns that the region is unstable.
+
+*Forgetting* is the mean score drop versus the base model on ``benchmarks.retention_tasks``
+(the knowledge tasks by default): the base is scored once per process with the trial inputs,
+the initial actor's drop is stored as ``benchmarks["forgetting_init"]`` and, when the trained
+policies are benchmarked (``benchmark_after`` or ``forgetting`` is an objective), each seed's
+drop after RL in ``benchmarks["after"]`` and their mean as the ``forgetting`` objective.
+*Correctness retention* (the share of correct rollout answers over the probe's last window
+against its first) is stored with each seed's stability when every probe prompt has a known
+answer (the task family's K and R questions, see :func:`grade_task_family`), whatever the
+reward; with other prompts it is not recorded.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeps.exceptions import SweepsError
 from sweeps.search_space import Candidate
-from sweeps.spec import SweepSpec
+from sweeps.spec import OBJECTIVE_BOUNDS, SweepSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,7 +54,9 @@ __all__ = [
     "TrialOutcome",
     "benchmark_stderr",
     "clear_trial_inputs",
+    "grade_task_family",
     "load_trial_inputs",
+    "model_reference_length",
     "objective_values",
     "parents_reference_length",
     "run_trial",
@@ -67,6 +79,8 @@ class TrialInputs:
     load_seconds: float
     reference_length: float | None = None
     """Length of full ``length_retention`` (None: each actor's own initial length)."""
+    base_benchmark: BenchmarkResult | None = None
+    """The base model's scores (measured when there are retention tasks)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,9 @@ def _inputs_key(spec: SweepSpec, device: str, trust_remote_code: bool) -> tuple[
         models.tokenizer_source,
         spec.prompt.model_dump_json(),
         spec.benchmarks.model_dump_json(),
+        # The reference length depends on these two.
+        spec.probe.length_reference,
+        spec.probe.response_length,
         device,
         trust_remote_code,
     )
@@ -170,6 +187,22 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
     reference = None
     if spec.probe.length_reference == "parents":
         reference = parents_reference_length(spec, merge_inputs, tokenizer, prompts)
+    elif spec.probe.reference_model is not None:
+        reference = model_reference_length(
+            spec,
+            spec.probe.reference_model,
+            prompts,
+            device=device,
+            trust_remote_code=trust_remote_code,
+        )
+    base_benchmark = None
+    if spec.benchmarks.retention_tasks:
+        # alpha = 1 is the base model itself (alpha weights the base); scored once here.
+        base = merge_inputs.build_actor(
+            list(spec.search_space().equal_weights()), 1.0, normalize=True
+        )
+        base_benchmark = runner.score(base)
+        del base
     return TrialInputs(
         merge_inputs=merge_inputs,
         tokenizer=tokenizer,
@@ -178,6 +211,7 @@ def _load(spec: SweepSpec, *, device: str, trust_remote_code: bool) -> TrialInpu
         benchmark_runner=runner,
         load_seconds=time.perf_counter() - started,
         reference_length=reference,
+        base_benchmark=base_benchmark,
     )
 
 
@@ -216,19 +250,61 @@ def parents_reference_length(
     return max(lengths)
 
 
+def grade_task_family(prompt: str, response: str) -> bool | None:
+    """Whether ``response`` answers the task-family question in ``prompt`` right (None: the
+    prompt is not a K or R question, so its answer is unknown)."""
+    from evaluators.task_family import expected_answer, parse_answer
+
+    expected = expected_answer(prompt)
+    return None if expected is None else parse_answer(response) == expected
+
+
+def model_reference_length(
+    spec: SweepSpec,
+    path: str,
+    prompts: Sequence[str],
+    *,
+    device: str,
+    trust_remote_code: bool = False,
+) -> float:
+    """The greedy response length of the reference model at ``path`` on the probe prompts.
+
+    Measured like :func:`parents_reference_length` (the first :data:`REFERENCE_PROMPTS`
+    prompts, the probe's ``response_length`` and prompt format), with the model's own tokenizer:
+    the pre-flight requires it to be the actor's, so the lengths count the same tokens.
+    """
+    from evaluators.benchmarks import load_checkpoint
+    from evaluators.probe import greedy_length
+
+    model, tokenizer = load_checkpoint(path, device=device, trust_remote_code=trust_remote_code)
+    try:
+        return greedy_length(
+            model,
+            tokenizer,
+            list(prompts[:REFERENCE_PROMPTS]),
+            max_new_tokens=spec.probe.response_length,
+            prompt=spec.prompt,
+        )
+    finally:
+        del model
+
+
 def objective_values(
     names: Sequence[str],
     stability: dict[str, Any],
     benchmark: float,
     steps: Sequence[Any],
     benchmark_after: float | None = None,
+    forgetting: float | None = None,
 ) -> dict[str, float]:
     """The objective values of one probe.
 
     ``stability`` is the probe's combined stability score in [0, 1], ``benchmark`` the
     weighted mean of the selection tasks on the initial actor, ``benchmark_after`` the same on
     the policy the probe trained, ``reward_gain`` the last finite update's mean reward minus the
-    first's (the untrained actor's) and ``kl`` the KL to the reference at the last finite update.
+    first's (the untrained actor's), ``kl`` the KL to the reference at the last finite update
+    and ``forgetting`` the trained policy's mean score drop versus the base on the retention
+    tasks.
     """
     finite = [step for step in steps if not step.non_finite_fields()]
     available = {
@@ -239,6 +315,7 @@ def objective_values(
             float(finite[-1].reward_mean - finite[0].reward_mean) if finite else math.nan
         ),
         "kl": float(stability["kl_final"]),
+        "forgetting": math.nan if forgetting is None else float(forgetting),
     }
     values = {name: available[name] for name in names}
     bad = [name for name, value in values.items() if not math.isfinite(value)]
@@ -255,6 +332,8 @@ class _SeedRun:
     probe: dict[str, Any]
     steps: list[StepMetrics]
     benchmark_after: BenchmarkResult | None
+    after_score: float | None = None
+    forgetting: float | None = None
 
 
 def _probe_seed(
@@ -266,7 +345,10 @@ def _probe_seed(
     on_step: Callable[[StepMetrics], None] | None,
     trust_remote_code: bool,
 ) -> _SeedRun:
+    from evaluators.benchmarks import forgetting
     from evaluators.probe import ProbeDivergedError, run_probe
+    from evaluators.stability import correctness_retention
+    from sweeps.forecast import fit_reward_curve
 
     names = [o.name for o in spec.objectives]
     config = spec.probe.model_copy(update={"seed": seed})
@@ -292,20 +374,37 @@ def _probe_seed(
             raise TrialFailedError(f"seed {seed}: the probe measured no finite step")
         after = None
         after_score: float | None = None
-        if "benchmark_after" in names:
+        after_forgetting: float | None = None
+        retention = spec.benchmarks.retention_tasks
+        if "benchmark_after" in names or "forgetting" in names:
             # A diverged policy has non-finite weights: it answers nothing.
             if probe.stability.diverged:
                 after_score = 0.0
+                if inputs.base_benchmark is not None:
+                    base = inputs.base_benchmark.per_task
+                    after_forgetting = sum(base[t].score for t in retention) / len(retention)
             else:
                 after = inputs.benchmark_runner.score(actor)
                 after_score = after.benchmark
+                if inputs.base_benchmark is not None:
+                    after_forgetting = forgetting(after, inputs.base_benchmark, retention)
     finally:
         del actor
     stability = probe.stability.model_dump()
+    correctness = correctness_retention(
+        probe.responses, grade_task_family, window=spec.probe.stability_window
+    )
+    if correctness is not None:
+        stability.update(correctness)
+    stability["reward_forecast"] = fit_reward_curve(
+        [step.step for step in probe.steps], [step.reward_mean for step in probe.steps]
+    ).to_json()
     return _SeedRun(
         seed=seed,
         stability=stability,
-        objectives=objective_values(names, stability, benchmark, probe.steps, after_score),
+        objectives=objective_values(
+            names, stability, benchmark, probe.steps, after_score, after_forgetting
+        ),
         probe={
             "seed": seed,
             "stop_reason": probe.stop_reason.value,
@@ -316,21 +415,25 @@ def _probe_seed(
         },
         steps=probe.steps,
         benchmark_after=after,
+        after_score=after_score,
+        forgetting=after_forgetting,
     )
 
 
 def benchmark_stderr(result: BenchmarkResult) -> float | None:
     """Standard error of ``result.benchmark`` from lm-eval's per-task stderrs (None if any is
-    missing): the selection tasks' weighted mean, its errors added in quadrature."""
+    missing): the selection tasks' weighted mean, its errors added in quadrature. A share-correct
+    task's error is floored by Agresti-Coull's, so a perfect score still has an interval."""
+    from evaluators.benchmarks import task_stderr
+
     total = 0.0
     weights = 0.0
     terms = []
     for task in result.per_task.values():
         if task.weight is None:
             continue
-        name, _, filters = task.metric.partition(",")
-        se = task.metrics.get(f"{name}_stderr,{filters}")
-        if se is None or not math.isfinite(se):
+        se = task_stderr(task)
+        if se is None:
             return None
         terms.append((task.weight, se))
         weights += task.weight
@@ -341,10 +444,24 @@ def benchmark_stderr(result: BenchmarkResult) -> float | None:
     return math.sqrt(total)
 
 
+def _rms(errors: Sequence[float | None]) -> float | None:
+    """The root mean square of the seeds' lm-eval errors (the same documents for every seed),
+    None unless every seed has one."""
+    if not errors or any(se is None for se in errors):
+        return None
+    return math.sqrt(sum(se**2 for se in errors if se is not None) / len(errors))
+
+
 def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
-    """Per-field mean (numbers), any (flags) or per-seed list (the rest) over the seeds."""
+    """Per-field mean (numbers), any (flags) or per-seed list (the rest) over the seeds.
+
+    A field some seeds lack (correctness retention when a seed's rollouts met a prompt without
+    a known answer) is left out: the per-seed records keep it.
+    """
     combined: dict[str, Any] = {}
-    for key in seeds[0].stability:
+    for key in dict.fromkeys(k for run in seeds for k in run.stability):
+        if any(key not in run.stability for run in seeds):
+            continue
         values = [run.stability[key] for run in seeds]
         if all(isinstance(v, bool) for v in values):
             combined[key] = any(values)
@@ -353,6 +470,25 @@ def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
         else:
             combined[key] = values
     return combined
+
+
+def _combine_forecasts(forecasts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' reward forecasts: the fitted asymptote's and efficiency's mean and interval
+    over the seeds that have one (None when none has), and why the others have none."""
+    from sweeps.statistics import mean_interval
+
+    fitted = [f for f in forecasts if f.get("asymptote") is not None]
+    return {
+        "asymptote": (
+            mean_interval([f["asymptote"] for f in fitted]).to_json() if fitted else None
+        ),
+        "efficiency": (
+            mean_interval([f["efficiency"] for f in fitted]).to_json() if fitted else None
+        ),
+        "seeds_fitted": len(fitted),
+        "seeds": len(forecasts),
+        "reasons": [f["reason"] for f in forecasts if f.get("reason")],
+    }
 
 
 def run_trial(
@@ -373,6 +509,7 @@ def run_trial(
         TrialFailedError: A probe diverged at its first update or an objective is not finite.
         SweepsError, EvaluatorError: Unusable checkpoints, prompts, reward or tasks.
     """
+    from evaluators.benchmarks import forgetting, forgetting_stderr
     from sweeps.constraints import constraint_values
     from sweeps.statistics import mean_interval
 
@@ -407,25 +544,31 @@ def run_trial(
     timings["probe_s"] = time.perf_counter() - mark
 
     init_se = benchmark_stderr(benchmark)
-    after_se = [benchmark_stderr(run.benchmark_after) for run in seeds if run.benchmark_after]
-    known_after_se = [se for se in after_se if se is not None]
+    base = inputs.base_benchmark
+    retention = spec.benchmarks.retention_tasks
+    after = [run.benchmark_after for run in seeds if run.benchmark_after is not None]
     shared_se: dict[str, float | None] = {
         "benchmark": init_se,
-        # The root mean square of the seeds' lm-eval errors (same documents for every seed).
-        "benchmark_after": (
-            math.sqrt(sum(se**2 for se in known_after_se) / len(known_after_se))
-            if known_after_se and len(known_after_se) == len(after_se)
+        "benchmark_after": _rms([benchmark_stderr(result) for result in after]),
+        "forgetting": (
+            _rms([forgetting_stderr(result, base, retention) for result in after])
+            if base is not None
             else None
         ),
     }
     objective_stats = {}
     for name in seeds[0].objectives:
         values = [run.objectives[name] for run in seeds]
-        interval = mean_interval(values, measurement_se=shared_se.get(name))
+        interval = mean_interval(
+            values, measurement_se=shared_se.get(name), bounds=OBJECTIVE_BOUNDS.get(name)
+        )
         objective_stats[name] = {**interval.to_json(), "values": values}
     objectives = {name: stats["mean"] for name, stats in objective_stats.items()}
 
     stability = _combine_stability(seeds)
+    stability["reward_forecast"] = _combine_forecasts(
+        [run.stability["reward_forecast"] for run in seeds]
+    )
     stability["seeds"] = [{"seed": run.seed, **run.stability} for run in seeds]
     stability["objective_stats"] = objective_stats
     constraints = constraint_values(
@@ -436,9 +579,11 @@ def run_trial(
         benchmark=benchmark.benchmark,
     )
     stability["constraints"] = constraints
-    warning = spec.probe.short_window_warning()
-    if warning:
-        stability["warnings"] = [warning]
+    warnings = [
+        w for w in (spec.probe.short_window_warning(), spec.fidelity.not_run_warning()) if w
+    ]
+    if warnings:
+        stability["warnings"] = warnings
     first = seeds[0]
     benchmarks: dict[str, Any] = {
         "benchmark": benchmark.benchmark,
@@ -451,11 +596,17 @@ def run_trial(
         "system_prompt": spec.prompt.system,
         "tokenizer_source": spec.models.tokenizer_source,
     }
-    if any(run.benchmark_after is not None for run in seeds) or "benchmark_after" in objectives:
+    if base is not None:
+        benchmarks["retention_tasks"] = retention
+        benchmarks["base"] = {name: base.per_task[name].score for name in base.per_task}
+        benchmarks["forgetting_init"] = forgetting(benchmark, base, retention)
+        benchmarks["forgetting_init_stderr"] = forgetting_stderr(benchmark, base, retention)
+    if any(run.after_score is not None for run in seeds):
         benchmarks["after"] = [
             {
                 "seed": run.seed,
-                "benchmark": run.objectives.get("benchmark_after"),
+                "benchmark": run.after_score,
+                "forgetting": run.forgetting,
                 "benchmark_stderr": (
                     benchmark_stderr(run.benchmark_after) if run.benchmark_after else None
                 ),

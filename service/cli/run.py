@@ -1,9 +1,14 @@
 """``bai-sweep run SWEEP.yaml``: nightly mode — run a sweep synchronously, report, compare.
 
-An unfinished sweep of the same name and spec (a killed run) is resumed rather than started
-again. Exit codes: 0 the sweep succeeded and did not regress; 1 it failed, was cancelled or
-stopped; 2 a usage or spec error; 3 its front regressed beyond the tolerance against the
-previous successful sweep of the same name (or ``--compare-to ID``).
+Warm start (on unless ``--no-warm-start`` or ``nightly.warm_start: false``): the front ratios of
+the sweep it compares with (the previous successful sweep of the same name, or
+``--compare-to ID``) are added to the spec's seed points before it runs, so both nights
+evaluate the same candidates. An unfinished sweep of the same name and spec (a killed run) is
+resumed rather than started again; the warm-started spec is the same on every attempt, as the
+sweep it is built from is. Exit codes: 0 the sweep succeeded and did not regress; 1 it failed,
+was cancelled or stopped; 2 a usage or spec error; 3 its front regressed: an interval
+(hypervolume, an objective's best) fell wholly below the previous one by more than the
+tolerance (see :mod:`sweeps.nightly`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,17 @@ def run(
         help="'last' (the previous successful sweep of the same name), a sweep id, or 'none'.",
     ),
     tolerance: float | None = typer.Option(
-        None, "--tolerance", min=0.0, help="Allowed drop (default: the spec's nightly.tolerance)."
+        None,
+        "--tolerance",
+        min=0.0,
+        help="Extra margin beyond the 95% intervals before a drop is a regression "
+        "(default: the spec's nightly.tolerance, 0).",
+    ),
+    warm_start: bool | None = typer.Option(
+        None,
+        "--warm-start/--no-warm-start",
+        help="Re-evaluate the compared sweep's front ratios first "
+        "(default: the spec's nightly.warm_start, on).",
     ),
     fresh: bool = typer.Option(
         False, "--fresh", help="Start a new sweep even if an unfinished one can be resumed."
@@ -48,7 +63,7 @@ def run(
     from storage import init_database, repository, session_scope
     from storage.exceptions import NotFoundError
     from sweeps._ray_mode import check_ray_address
-    from sweeps.nightly import compare_sweeps, exit_code
+    from sweeps.nightly import compare_sweeps, exit_code, warm_start_spec
     from sweeps.preflight import check_spec
     from sweeps.results import load_report_data
     from sweeps.spec import SweepSpec
@@ -64,33 +79,38 @@ def run(
             trust_remote_code=settings.trust_remote_code,
             local_devices=settings.ray_address is None,
         )
-        warning = spec.probe.short_window_warning()
-        if warning:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        for warning in (spec.probe.short_window_warning(), spec.fidelity.not_run_warning()):
+            if warning:
+                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         engine = init_database(settings.resolved_database_url)
-    if compare_to not in ("last", "none"):
-        with user_errors(), session_scope(engine, read_only=True) as session:
+    use_warm_start = spec.nightly.warm_start if warm_start is None else warm_start
+    with user_errors(), session_scope(engine, read_only=True) as session:
+        # The sweep compared with is also the warm start's source: chosen before the run.
+        if compare_to in ("last", "none"):
+            latest = repository.latest_successful_sweep(session, name=spec.name)
+            source_id = latest.id if latest else None
+        else:
             try:
                 repository.get_sweep(session, sweep_id=compare_to)
             except NotFoundError:
                 raise fail(f"--compare-to: no sweep {compare_to!r}") from None
+            source_id = compare_to
+        needed = compare_to != "none" or use_warm_start
+        previous_data = (
+            load_report_data(session, sweep_id=source_id, with_steps=False)
+            if source_id and needed
+            else None
+        )
+    warm = None
+    if use_warm_start:
+        spec, warm = warm_start_spec(spec, previous_data)
+        for line in warm.lines():
+            console.print(line, highlight=False, soft_wrap=True)
     result = run_synchronously(
         settings=settings, engine=engine, spec=spec, report_dir=report_dir, fresh=fresh
     )
     comparison = None
     if compare_to != "none":
-        with session_scope(engine, read_only=True) as session:
-            previous_id: str | None = compare_to
-            if compare_to == "last":
-                previous = repository.latest_successful_sweep(
-                    session, name=spec.name, exclude_id=result.outcome.sweep_id
-                )
-                previous_id = previous.id if previous else None
-            previous_data = (
-                load_report_data(session, sweep_id=previous_id, with_steps=False)
-                if previous_id
-                else None
-            )
         comparison = compare_sweeps(
             result.data,
             previous_data,
@@ -98,16 +118,7 @@ def run(
         )
         (result.directory / "comparison.json").write_text(
             json.dumps(
-                {
-                    "previous_sweep_id": comparison.previous_sweep_id,
-                    "tolerance": comparison.tolerance,
-                    "hypervolume": comparison.hypervolume,
-                    "previous_hypervolume": comparison.previous_hypervolume,
-                    "hypervolume_comparable": comparison.hypervolume_comparable,
-                    "best": comparison.best,
-                    "previous_best": comparison.previous_best,
-                    "regressions": comparison.regressions,
-                },
+                {**comparison.to_json(), "warm_start": warm.to_json() if warm else None},
                 indent=2,
             )
             + "\n"

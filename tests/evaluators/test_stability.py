@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from evaluators._probe_types import StepMetrics
+from evaluators._probe_types import ProbeResponse, StepMetrics
 from evaluators.stability import (
     compute_stability,
+    correctness_retention,
     diverged_stability,
     entropy_drop,
     length_retention,
@@ -271,3 +272,52 @@ def test_diverged_stability_scores_zero_and_keeps_the_metrics() -> None:
     diverged = diverged_stability(metrics)
     assert diverged.stability == 0.0 and diverged.diverged and not metrics.diverged
     assert diverged.length_retention == metrics.length_retention
+
+
+def _responses(*per_step: str) -> list[ProbeResponse]:
+    """One step per string: 'r' a right answer, 'w' a wrong one, '?' an ungradable prompt."""
+    out = []
+    for step, marks in enumerate(per_step, start=1):
+        for mark in marks:
+            prompt = "unknown question" if mark == "?" else "q"
+            response = "answer 1" if mark == "r" else "answer 2"
+            out.append(
+                ProbeResponse(
+                    step=step,
+                    prompt=prompt,
+                    response=response,
+                    response_ids=[1],
+                    length=1,
+                    truncated=False,
+                    score=0.0,
+                )
+            )
+    return out
+
+
+def _grade(prompt: str, response: str) -> bool | None:
+    """A fake grader for unit tests: the answer to 'q' is 1."""
+    return None if prompt != "q" else response == "answer 1"
+
+
+def test_correctness_retention_hand_computed() -> None:
+    # First window (steps 1-2): 3 of 4 right; last window (steps 4-5): 1 of 4 right.
+    result = correctness_retention(_responses("rr", "rw", "rr", "wr", "ww"), _grade, window=2)
+    assert result == {
+        "correct_start": 0.75,
+        "correct_end": 0.25,
+        "correctness_retention": pytest.approx(1 / 3),
+    }
+    # Gains are capped at full retention; nothing right at the start has nothing to lose.
+    gained = correctness_retention(_responses("rw", "rr", "rr"), _grade, window=1)
+    assert gained is not None and gained["correctness_retention"] == 1.0
+    none_right = correctness_retention(_responses("ww", "ww"), _grade, window=1)
+    assert none_right is not None and none_right["correctness_retention"] == 1.0
+    assert none_right["correct_end"] == 0.0
+
+
+def test_correctness_retention_needs_gradable_responses() -> None:
+    assert correctness_retention(_responses("rr", "r?"), _grade, window=1) is None
+    assert correctness_retention([], _grade) is None
+    with pytest.raises(ValueError):
+        correctness_retention(_responses("r"), _grade, window=0)

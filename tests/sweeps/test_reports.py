@@ -10,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from sweeps.reports import (
+    FIGURE_NAMES,
     ObjectiveInfo,
     SweepReportData,
     TrialRecord,
     build_report,
     front_statistics,
+    objectives_by_ratio_figure,
+    ratio_map_figure,
     trial_curves_figure,
 )
+from sweeps.statistics import mean_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
@@ -124,7 +128,7 @@ def test_hypervolume_history_follows_finishing_order() -> None:
 def test_report_files(tmp_path: Path) -> None:
     report = build_report(_data())
     out = report.write(tmp_path / "report")
-    for name in ("pareto.png", "hypervolume.png", "curves.png"):
+    for name in FIGURE_NAMES:
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
         assert len((out / name).read_bytes()) > 5000
     payload = json.loads((out / "report.json").read_text())
@@ -155,7 +159,7 @@ def test_front_table_columns() -> None:
 
 def test_html_is_self_contained() -> None:
     page = build_report(_data()).to_html()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 5
     assert "<td>#2</td>" in page
 
 
@@ -278,3 +282,44 @@ def test_report_shows_intervals_tied_set_and_recommendation() -> None:
     stats = front_statistics(_noisy_data(*NOISY))
     assert stats["tied"] == [2] and stats["recommendation"] == recommended
     assert stats["hypervolume_interval"] == interval and stats["infeasible"] == []
+
+
+def test_ratio_map_colours_by_any_objective(tmp_path: Path) -> None:
+    data = _data()
+    report = build_report(data)
+    assert "![Ratio map: every candidate's alpha and w_1](ratio_map.png)" in report.to_markdown()
+    by_benchmark = ratio_map_figure(data, data.front(), "benchmark")
+    assert by_benchmark.startswith(PNG_MAGIC) and by_benchmark != report.figures["ratio_map.png"]
+    with pytest.raises(ValueError, match="no objective 'kl'"):
+        ratio_map_figure(data, data.front(), "kl")
+    empty = SweepReportData("e", "empty", "running", data.objectives, [], n_trials=2)
+    assert ratio_map_figure(empty, []).startswith(PNG_MAGIC)
+    assert objectives_by_ratio_figure(empty, []).startswith(PNG_MAGIC)
+    assert "objectives_by_ratio.png" in report.to_markdown()
+
+
+def test_front_table_shows_the_reward_forecast_and_clipped_intervals() -> None:
+    clipped = mean_interval([0.95, 1.0], bounds=(0.0, 1.0))  # [0.657, 1]
+    forecast = mean_interval([0.8, 0.9])
+    trial = TrialRecord(
+        0,
+        (0.5, 0.5),
+        0.2,
+        "complete",
+        None,
+        {"stability": 0.975, "benchmark": 0.5},
+        {
+            "stability": 0.975,
+            "objective_stats": {
+                "stability": clipped.to_json(),
+                "benchmark": mean_interval([0.5, 0.5]).to_json(),
+            },
+            "reward_forecast": {"asymptote": forecast.to_json(), "seeds_fitted": 2, "seeds": 2},
+        },
+    )
+    header, rows = build_report(_noisy_data(trial)).front_table()
+    assert header[-1] == "reward_asymptote"
+    assert rows[0][header.index("stability")] == "0.975 [0.657, 1]"
+    assert rows[0][-1] == "0.85 ± 0.64"  # t(1) x sem 0.05
+    without = build_report(_noisy_data(_repeated(0, 0.9, 0.4, 0.02))).front_table()[0]
+    assert "reward_asymptote" not in without

@@ -152,6 +152,26 @@ def test_objective_directions_and_references() -> None:
     assert spec.reference_point == [0.0, 1.0, -1.0, 1.0]
 
 
+def test_forgetting_objective_and_its_retention_tasks() -> None:
+    spec = _spec(objectives=["stability", "forgetting"])
+    assert spec.directions == ["maximize", "minimize"]
+    assert spec.reference_point == [0.0, 1.0]
+    # The shipped knowledge task among the default selection tasks.
+    assert spec.benchmarks.retention_tasks == ["bai_facts_mc"]
+    named = _spec(benchmarks={"selection": ["bai_arith_gen"], "retention": ["bai_arith_gen"]})
+    assert named.benchmarks.retention_tasks == ["bai_arith_gen"]
+    assert _spec(benchmarks={"retention": []}).benchmarks.retention_tasks == []
+    with pytest.raises(InvalidSpecError, match="forgetting needs retention tasks"):
+        _spec(objectives=["forgetting"], benchmarks={"selection": ["bai_arith_gen"], "report": []})
+    with pytest.raises(InvalidSpecError, match=r"retention task.*bai_nope.*neither"):
+        _spec(benchmarks={"retention": ["bai_nope"]})
+
+
+def test_nightly_defaults_to_intervals_and_warm_start() -> None:
+    spec = _spec()
+    assert spec.nightly.tolerance == 0.0 and spec.nightly.warm_start
+
+
 def test_from_yaml_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "what is 1 plus 1 ?"}\n')

@@ -86,26 +86,70 @@ def test_tied_set_minimized_objective() -> None:
     assert tied_set([a, b], [0], ["maximize", "minimize"]) == []
 
 
-def test_bootstrap_hypervolume_of_one_candidate_with_two_seeds() -> None:
-    # Resampled means are 0.2, 0.3 or 0.4 with probabilities 1/4, 1/2, 1/4.
-    interval = bootstrap_hypervolume([[[0.2], [0.4]]], [0.0], ["maximize"], seed=3)
+def test_bounded_interval_is_clipped_to_its_bounds() -> None:
+    # mean 0.975, sem 0.025, t(1): 0.975 -/+ 0.31766 -> high 1.29 clipped to 1.
+    interval = mean_interval([0.95, 1.0], bounds=(0.0, 1.0))
+    assert interval.high == 1.0
+    assert interval.low == pytest.approx(0.975 - T_975_DF1 * 0.025)
+    assert interval.dof == 1.0
+    assert mean_interval([0.0, 0.1], bounds=(0.0, None)).low == 0.0
+    unbounded = mean_interval([0.95, 1.0])
+    assert unbounded.high == pytest.approx(0.975 + T_975_DF1 * 0.025)
+
+
+def test_degrees_of_freedom_are_kept_through_json() -> None:
+    assert mean_interval([1.0, 3.0], measurement_se=1.0).dof == pytest.approx(4.0)
+    normal = mean_interval([0.4], measurement_se=0.1)
+    assert normal.dof == float("inf") and normal.to_json()["dof"] == "inf"
+    assert Interval.from_json(normal.to_json()) == normal
+    legacy = {"mean": 0.3, "low": 0.1, "high": 0.5, "sem": 0.1, "n": 2, "confidence": 0.95}
+    assert Interval.from_json(legacy).draw_scale() == (0.1, 1.0)
+
+
+def _measured(mean: float, sem: float | None, dof: float | None) -> Interval:
+    return Interval(mean, None, None, sem, 2, dof=dof)
+
+
+def test_bootstrap_hypervolume_of_one_candidate_is_its_own_interval() -> None:
+    # Two seeds 0.2 and 0.4: mean 0.3, sem 0.1, t(1), so 0.3 -/+ 1.27 -> [0, 1] in bounds; the
+    # hypervolume above reference 0 is the drawn value itself, so its interval is the same.
+    seeds = mean_interval([0.2, 0.4], bounds=(0.0, 1.0))
+    assert (seeds.low, seeds.high) == (0.0, 1.0)
+    interval = bootstrap_hypervolume([[seeds]], [0.0], ["maximize"], bounds=[(0.0, 1.0)], seed=3)
     assert interval.mean == pytest.approx(0.3)
-    assert (interval.low, interval.high) == (pytest.approx(0.2), pytest.approx(0.4))
-    assert interval.sem == pytest.approx(0.0707, abs=0.005)  # sqrt(0.005)
+    assert (interval.low, interval.high) == (0.0, 1.0)
+
+
+def test_bootstrap_hypervolume_of_a_normal_error() -> None:
+    # HV = the drawn value 0.5 + 0.1 Z: percentiles 0.5 -/+ 1.96 x 0.1, sd 0.1 (Monte Carlo).
+    interval = bootstrap_hypervolume(
+        [[_measured(0.5, 0.1, float("inf"))]], [0.0], ["maximize"], resamples=20000, seed=1
+    )
+    assert interval.low == pytest.approx(0.5 - Z_975 * 0.1, abs=0.01)
+    assert interval.high == pytest.approx(0.5 + Z_975 * 0.1, abs=0.01)
+    assert interval.sem == pytest.approx(0.1, abs=0.005)
 
 
 def test_bootstrap_hypervolume_is_reproducible_and_brackets_the_estimate() -> None:
-    seeds = [
-        [[0.8, 0.5], [0.7, 0.4]],
-        [[0.5, 0.8], [0.6, 0.9], [0.4, 0.7]],
-        [[0.6, 0.6]],
+    candidates = [
+        [mean_interval([0.8, 0.7]), mean_interval([0.5, 0.4])],
+        [mean_interval([0.5, 0.6, 0.4]), mean_interval([0.8, 0.9, 0.7])],
+        [mean_interval([0.6]), mean_interval([0.6])],
     ]
     reference, directions = [0.0, 0.0], ["maximize", "maximize"]
-    first = bootstrap_hypervolume(seeds, reference, directions, seed=7, resamples=200)
-    assert first == bootstrap_hypervolume(seeds, reference, directions, seed=7, resamples=200)
+    bounds = [(0.0, 1.0), (0.0, 1.0)]
+    first = bootstrap_hypervolume(
+        candidates, reference, directions, bounds=bounds, seed=7, resamples=200
+    )
+    again = bootstrap_hypervolume(
+        candidates, reference, directions, bounds=bounds, seed=7, resamples=200
+    )
+    assert first == again
     means = [[0.75, 0.45], [0.5, 0.8], [0.6, 0.6]]
     assert first.mean == pytest.approx(hypervolume(means, reference, directions))
     assert first.low is not None and first.high is not None
-    assert first.low < first.mean < first.high
-    fixed = bootstrap_hypervolume([[[0.6, 0.6]]], reference, directions, resamples=20)
+    assert 0.0 <= first.low < first.mean < first.high <= 1.0
+    fixed = bootstrap_hypervolume(
+        [[mean_interval([0.6]), mean_interval([0.6])]], reference, directions, resamples=20
+    )
     assert (fixed.low, fixed.high) == (pytest.approx(0.36), pytest.approx(0.36))

@@ -1,5 +1,5 @@
 """One real trial on the demo world with repeats: per-seed values, intervals, the parents'
-reference length and the benchmark of the trained policy."""
+reference length, the benchmark of the trained policy, forgetting and correctness retention."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import pytest
 
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
-from sweeps.trial import clear_trial_inputs, load_trial_inputs, run_trial
+from sweeps.trial import (
+    clear_trial_inputs,
+    load_trial_inputs,
+    model_reference_length,
+    parents_reference_length,
+    run_trial,
+)
 from tests.sweeps.conftest import write_demo_spec
 
 pytestmark = pytest.mark.slow
@@ -24,7 +30,7 @@ def repeated_spec(demo_world: Any, tmp_path: Path) -> SweepSpec:
         tmp_path / "spec.yaml",
         name="repeats",
         probe={"repeats": 2, "steps": 3},
-        objectives=["stability", "benchmark", "benchmark_after", "kl"],
+        objectives=["stability", "benchmark", "benchmark_after", "forgetting"],
     )
     clear_trial_inputs()
     yield SweepSpec.from_file(path)
@@ -64,3 +70,53 @@ def test_a_trial_probes_every_seed_and_reports_means_with_intervals(
     assert [step.step for step in streamed] == [1, 2, 3]
     assert outcome.probe["repeats"] == 2 and len(outcome.probe["seeds"]) == 2
     assert "probe.steps (3)" in outcome.stability["warnings"][0]
+    # Forgetting: the score drop versus the base (scored once, with the inputs) on bai_facts_mc.
+    assert inputs.base_benchmark is not None
+    benchmarks = outcome.benchmarks
+    base = inputs.base_benchmark.per_task["bai_facts_mc"].score
+    assert benchmarks["retention_tasks"] == ["bai_facts_mc"]
+    assert benchmarks["base"]["bai_facts_mc"] == base
+    assert benchmarks["forgetting_init"] == pytest.approx(
+        base - benchmarks["selection"]["bai_facts_mc"]
+    )
+    for run in after:
+        assert run["forgetting"] == pytest.approx(base - run["selection"]["bai_facts_mc"])
+    assert stats["forgetting"]["values"] == [a["forgetting"] for a in after]
+    # Correctness retention: the demo world's probe prompts all have known answers.
+    for seed in seeds:
+        assert 0.0 <= seed["correctness_retention"] <= 1.0
+        assert 0.0 <= seed["correct_start"] <= 1.0 and 0.0 <= seed["correct_end"] <= 1.0
+    assert outcome.stability["correctness_retention"] == pytest.approx(
+        sum(s["correctness_retention"] for s in seeds) / 2
+    )
+    # Reward forecast: 3 steps are too few to fit, and each seed says so.
+    forecast = outcome.stability["reward_forecast"]
+    assert (forecast["seeds_fitted"], forecast["seeds"], forecast["asymptote"]) == (0, 2, None)
+    for seed in seeds:
+        assert seed["reward_forecast"]["asymptote"] is None
+        assert seed["reward_forecast"]["reason"] == "too few finite steps to fit (3 < 6)"
+
+
+def test_a_reference_model_gives_the_reference_length(demo_world: Any, tmp_path: Path) -> None:
+    reasoning = str(demo_world.sfts[-1])
+    path = write_demo_spec(
+        demo_world,
+        tmp_path / "spec.yaml",
+        name="reference-model",
+        probe={"length_reference": reasoning},
+        benchmarks={"retention": []},
+    )
+    spec = SweepSpec.from_file(path)
+    clear_trial_inputs()
+    try:
+        inputs = load_trial_inputs(spec)
+        assert inputs.base_benchmark is None  # no retention task: the base is not scored
+        measured = model_reference_length(spec, reasoning, inputs.prompts, device="cpu")
+        assert inputs.reference_length == measured
+        # The reasoning model is the longest parent: the same length as the parents' reference.
+        parents = parents_reference_length(
+            spec, inputs.merge_inputs, inputs.tokenizer, inputs.prompts
+        )
+        assert measured == pytest.approx(parents)
+    finally:
+        clear_trial_inputs()
