@@ -291,6 +291,10 @@ class IntervalBody(BaseModel):
     sem: float | None
     n: int
     confidence: float
+    dof: float | Literal["inf"] | None = Field(
+        default=None,
+        description='degrees of freedom of the t-interval ("inf": normal; null: unknown)',
+    )
 
 
 class RatioBody(BaseModel):
