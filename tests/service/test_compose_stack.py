@@ -39,9 +39,9 @@ from storage import (
     list_trials,
     session_scope,
 )
+from tests.demo_specs import FAST_PROBE, demo_spec
 from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster, free_port
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
-from tests.sweeps.conftest import FAST_BENCHMARKS, FAST_PROBE
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -81,23 +81,7 @@ class Stack:
         return (self.logs / f"{name}.log").read_text()[-3000:]
 
     def spec(self, name: str, **overrides: Any) -> dict[str, Any]:
-        world = self.world
-        spec: dict[str, Any] = {
-            "name": name,
-            "models": {
-                "base": str(world.base),
-                "sft": [str(p) for p in world.sfts],
-                "reward_rule": world.reward_rule,
-                "prompts": str(world.prompts),
-            },
-            "search": {"n_trials": 4, "seed_points": ["baselines", {"alpha": 0.5}]},
-            "probe": FAST_PROBE,
-            "benchmarks": FAST_BENCHMARKS,
-            "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
-        }
-        for key, value in overrides.items():
-            spec[key] = {**spec[key], **value}
-        return spec
+        return demo_spec(self.world, name=name, **overrides)
 
     def wait_status(self, client: httpx.Client, sweep_id: str, statuses: set[str]) -> dict:
         deadline = time.monotonic() + 480
@@ -261,6 +245,7 @@ def test_a_sweep_posted_with_the_token_runs_on_both_nodes(stack: Stack) -> None:
         assert detail["status"] == "succeeded", (detail, stack.log("worker"))
         pareto = client.get(f"/sweeps/{sweep_id}/pareto")
         assert pareto.status_code == 200 and pareto.json()["members"]
+        listed = client.get(f"/sweeps/{sweep_id}/trials").json()["items"]
     engine = create_engine_for(stack.database_url)
     with session_scope(engine, read_only=True) as session:
         trials = [
@@ -272,6 +257,7 @@ def test_a_sweep_posted_with_the_token_runs_on_both_nodes(stack: Stack) -> None:
         assert [s.step for s in trial.steps] == list(range(1, FAST_PROBE["steps"] + 1))
         assert trial.node and len(trial.node.split("/")) == 2  # "<ip>/<Ray node id>"
     assert len({t.node for t in trials}) == 2, [t.node for t in trials]  # both nodes ran trials
+    assert {t["number"]: t["node"] for t in listed} == {t.number: t.node for t in trials}
     dashboard_log = stack.logs / "dashboard.log"
     _wait_http(f"{stack.dashboard}/api/studies", stack.processes["dashboard"], dashboard_log)
     studies = httpx.get(f"{stack.dashboard}/api/studies", timeout=30).json()["study_summaries"]

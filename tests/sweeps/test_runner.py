@@ -28,7 +28,8 @@ from storage import (
 from sweeps.exceptions import SweepRunError
 from sweeps.runner import INTERRUPTED_ATTR, run_sweep
 from sweeps.spec import SweepSpec
-from tests.sweeps.conftest import ResumedSweep, run_cli, write_demo_spec
+from tests.demo_specs import write_demo_spec
+from tests.sweeps.conftest import ResumedSweep, run_cli
 
 pytestmark = pytest.mark.slow
 
