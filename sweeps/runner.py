@@ -55,6 +55,7 @@ from sweeps._study import (
     open_study,
     requeue,
     study_storage,
+    upload_trial_curves,
 )
 from sweeps._tune_driver import (
     PLACEMENT_KEY,
@@ -229,17 +230,7 @@ class _LiveSweep:
         live = self.live.get(trial_id)
         if live is None:
             return
-        decorate_trial(
-            ot_trial,
-            result,
-            verdict=verdict,
-            number=live.number,
-            weights=live.candidate.weights,
-            alpha=live.candidate.alpha,
-            seed_kind=live.seed_kind,
-            steps=live.steps,
-            artifact_store=self.artifact_store,
-        )
+        decorate_trial(ot_trial, result, verdict=verdict)
 
     def trial_finished(
         self, trial_id: str, result: Mapping[str, Any], error_text: str | None
@@ -270,6 +261,21 @@ class _LiveSweep:
             duration_s=(finished_at - live.started_at).total_seconds(),
             node=live.node or placement.get("node"),
         )
+        if live.steps and self.artifact_store is not None:
+            self.recorder.attach(
+                "curve artifact",
+                partial(
+                    upload_trial_curves,
+                    self.searcher.study,
+                    self.artifact_store,
+                    number=live.number,
+                    weights=live.candidate.weights,
+                    alpha=live.candidate.alpha,
+                    state=state,
+                    seed_kind=live.seed_kind,
+                    steps=live.steps,
+                ),
+            )
         if not (verdict.reason or "").startswith("interrupted"):
             self.counts[state] += 1
             self.trials_run += 1
