@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,8 @@ from sweeps.spec import SweepSpec
 
 if TYPE_CHECKING:
     from optuna.artifacts import FileSystemArtifactStore
+
+    from sweeps.reports import TrialRecord
 
 logger = logging.getLogger(__name__)
 
@@ -254,15 +256,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
 
 
 def upload_trial_curves(
-    study: optuna.Study,
-    artifact_store: FileSystemArtifactStore,
-    *,
-    number: int,
-    weights: Sequence[float],
-    alpha: float,
-    state: str,
-    seed_kind: str | None,
-    steps: Sequence[Mapping[str, Any]],
+    study: optuna.Study, artifact_store: FileSystemArtifactStore, record: TrialRecord
 ) -> None:
     """A finished trial's curve PNG, as a study artifact ``trial-<n>-curves.png``.
 
@@ -272,18 +266,10 @@ def upload_trial_curves(
     """
     from optuna.artifacts import upload_artifact
 
-    from sweeps.reports import TrialRecord, trial_curves_figure
+    from sweeps.reports import trial_curves_figure
 
-    record = TrialRecord(
-        number=number,
-        weights=tuple(weights),
-        alpha=alpha,
-        state=state,
-        seed_kind=seed_kind,
-        steps=[dict(step) for step in steps],
-    )
     with tempfile.TemporaryDirectory(prefix="bai-sweep-curve-") as tmp:
-        path = Path(tmp) / curves_filename(number)
+        path = Path(tmp) / curves_filename(record.number)
         path.write_bytes(trial_curves_figure(record))
         retry_storage(
             lambda: upload_artifact(
@@ -291,6 +277,18 @@ def upload_trial_curves(
             ),
             "curve artifact",
         )
+
+
+def curves_missing(study: optuna.Study) -> set[int]:
+    """Finished trials without a curve artifact (a kill came between the tell and the render)."""
+    from optuna.artifacts import get_all_artifact_meta
+
+    have = {meta.filename for meta in get_all_artifact_meta(study)}
+    return {
+        trial.number
+        for trial in study.get_trials(deepcopy=False, states=_FINISHED)
+        if curves_filename(trial.number) not in have
+    }
 
 
 def curves_filename(number: int) -> str:

@@ -12,11 +12,13 @@ from sqlalchemy import event
 from sweeps._optuna_search import TrialVerdict
 from sweeps._study import (
     curves_filename,
+    curves_missing,
     decorate_trial,
     set_user_attrs,
     study_storage,
     upload_trial_curves,
 )
+from sweeps.reports import TrialRecord
 
 RESULT = {
     "stability/length_retention": 0.9,
@@ -72,16 +74,10 @@ def test_the_curves_of_a_told_trial_become_a_study_artifact(tmp_path: Path) -> N
     store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
     (tmp_path / "artifacts").mkdir()
     steps = [{"step": s, "length_mean": 20.0 - s, "reward_mean": 0.1 * s} for s in (1, 2, 3)]
-    upload_trial_curves(
-        study,
-        store,
-        number=trial.number,
-        weights=(0.5, 0.5),
-        alpha=0.2,
-        state="complete",
-        seed_kind=None,
-        steps=steps,
-    )
+    assert curves_missing(study) == {trial.number}
+    record = TrialRecord(trial.number, (0.5, 0.5), 0.2, "complete", steps=steps)
+    upload_trial_curves(study, store, record)
+    assert curves_missing(study) == set()
     (meta,) = get_all_artifact_meta(study)
     assert meta.filename == curves_filename(trial.number)
     png = (tmp_path / "artifacts" / meta.artifact_id).read_bytes()
