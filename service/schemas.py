@@ -248,6 +248,9 @@ class TrialItem(_FromAttributes):
     started_at: datetime | None
     finished_at: datetime | None
     duration_s: float | None
+    node: str | None = Field(
+        default=None, description="Where it ran: '<node ip>/<Ray node id>' (None before it ran)."
+    )
 
 
 class TrialPage(_FromAttributes):

@@ -6,6 +6,10 @@ the database is unreachable is retried (with backoff) until it succeeds or the o
 makes the producer wait rather than drop anything). Every write is idempotent (upserts keyed
 by trial number and step; the front is recomputed from the stored trials), so a write retried
 after a lost acknowledgement does no harm. Consecutive front updates are coalesced.
+
+The same thread runs best-effort jobs in order with the writes (:meth:`Recorder.attach`: a
+trial's curve artifact), so that they cost the driver nothing; a failing one is logged, never
+fatal.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ RETRY_SECONDS = 900.0
 @dataclass(frozen=True)
 class _Write:
     kind: str
-    apply: Callable[[Session], Any]
+    apply: Callable[[Session], Any] | None = None
+    #: A best-effort job instead (no session of ours; a failure is only logged).
+    job: Callable[[], Any] | None = None
 
 
 class RecorderError(RuntimeError):
@@ -98,43 +104,49 @@ class Recorder:
     ) -> None:
         """A trial began (state ``running``)."""
         self._submit(
-            "trial",
-            lambda session: repository.upsert_trial(
-                session,
-                sweep_id=self.sweep_id,
-                number=number,
-                weights=weights,
-                alpha=alpha,
-                state=TrialState.RUNNING,
-                seed_kind=seed_kind,
-                started_at=started_at,
-                node=node,
-            ),
+            _Write(
+                "trial",
+                lambda session: repository.upsert_trial(
+                    session,
+                    sweep_id=self.sweep_id,
+                    number=number,
+                    weights=weights,
+                    alpha=alpha,
+                    state=TrialState.RUNNING,
+                    seed_kind=seed_kind,
+                    started_at=started_at,
+                    node=node,
+                ),
+            )
         )
 
     def steps(self, number: int, steps: Sequence[Mapping[str, Any]]) -> None:
         """Probe steps of a running trial."""
         rows = [dict(step) for step in steps]
         self._submit(
-            "steps",
-            lambda session: repository.record_steps(
-                session, sweep_id=self.sweep_id, trial_number=number, steps=rows
-            ),
+            _Write(
+                "steps",
+                lambda session: repository.record_steps(
+                    session, sweep_id=self.sweep_id, trial_number=number, steps=rows
+                ),
+            )
         )
 
     def trial_finished(self, number: int, **fields: Any) -> None:
         """A trial's final row (``upsert_trial`` fields), then the front recomputed."""
         self._submit(
-            "trial",
-            lambda session: repository.upsert_trial(
-                session, sweep_id=self.sweep_id, number=number, **fields
-            ),
+            _Write(
+                "trial",
+                lambda session: repository.upsert_trial(
+                    session, sweep_id=self.sweep_id, number=number, **fields
+                ),
+            )
         )
         self.update_front()
 
     def update_front(self) -> None:
         """Recompute and store the Pareto front from the stored complete trials."""
-        self._submit("front", self._write_front)
+        self._submit(_Write("front", self._write_front))
 
     def actor_path(self, number: int, path: str) -> None:
         """Where the merged actor of front member ``number`` was exported."""
@@ -151,7 +163,15 @@ class Recorder:
                 actor_path=path,
             )
 
-        self._submit("trial", write)
+        self._submit(_Write("trial", write))
+
+    def attach(self, kind: str, job: Callable[[], Any]) -> None:
+        """Run ``job`` in the writer thread after the writes submitted so far (best effort).
+
+        For work the driver should not wait for, such as rendering and uploading a finished
+        trial's curve artifact. A job that raises is logged and skipped.
+        """
+        self._submit(_Write(kind, job=job))
 
     def repair(self, rows: Sequence[Mapping[str, Any]], *, interrupted_error: str) -> None:
         """Make our rows agree with the study before a run.
@@ -175,7 +195,7 @@ class Recorder:
                     repository.upsert_trial(session, sweep_id=self.sweep_id, **row)
             repository.fail_running_trials(session, sweep_id=self.sweep_id, error=interrupted_error)
 
-        self._submit("trial", write)
+        self._submit(_Write("trial", write))
         self.update_front()
         self.flush()
 
@@ -186,17 +206,17 @@ class Recorder:
 
         self.hypervolume = update_front(session, sweep_id=self.sweep_id).hypervolume
 
-    def _submit(self, kind: str, apply: Callable[[Session], Any]) -> None:
+    def _submit(self, write: _Write) -> None:
         with self._cond:
             if self.error is not None:
                 raise self.error
             if self._closed:
                 raise RecorderError(f"the recorder of sweep {self.sweep_id} is closed")
-            if kind == "front" and self._pending and self._pending[-1].kind == "front":
+            if write.kind == "front" and self._pending and self._pending[-1].kind == "front":
                 return
             while len(self._pending) >= self.max_pending and self.error is None:
                 self._cond.wait(1.0)
-            self._pending.append(_Write(kind, apply))
+            self._pending.append(write)
             self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -247,6 +267,14 @@ class Recorder:
                 self._cond.notify_all()
 
     def _apply(self, write: _Write) -> RecorderError | None:
+        if write.job is not None:
+            if self.may_write():
+                try:
+                    write.job()
+                except Exception:
+                    logger.exception("sweep %s: %s failed (skipped)", self.sweep_id, write.kind)
+            return None
+        assert write.apply is not None
         started = time.monotonic()
         delay = 0.5
         while True:

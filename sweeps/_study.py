@@ -8,6 +8,9 @@ The study lives in Optuna's RDB storage on the sweep database. On every (re)star
 - the sampler's seed is derived from the study's history (the spec's seed plus the number of
   trials so far), so a resumed sampler continues instead of replaying the first run's
   proposals;
+- :func:`decorate_trial` sets a finished trial's constraints and dashboard metrics (one
+  transaction) just before its tell; :func:`upload_trial_curves` attaches its curve PNG to the
+  study afterwards, off the driver;
 - :func:`finished_rows` lists what Optuna knows of every finished trial, for the recorder to
   repair a row that a kill between Optuna's tell and our write left behind. Our row is always
   written after the tell (Tune tells its searcher before its callbacks, and the recorder
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps._optuna_search import TrialVerdict
+from sweeps._optuna_search import TrialVerdict, retry_storage
 from sweeps.constraints import constraints_from_result, set_trial_constraints
 from sweeps.search_space import SearchSpace, make_sampler
 from sweeps.spec import SweepSpec
 
 if TYPE_CHECKING:
     from optuna.artifacts import FileSystemArtifactStore
+
+    from sweeps.reports import TrialRecord
 
 logger = logging.getLogger(__name__)
 
@@ -208,41 +213,84 @@ def _prefixed(attrs: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def decorate_trial(
-    ot_trial: optuna.Trial,
-    result: Mapping[str, Any] | None,
-    *,
-    verdict: TrialVerdict,
-    number: int,
-    weights: Sequence[float],
-    alpha: float,
-    seed_kind: str | None,
-    steps: Sequence[Mapping[str, Any]],
-    artifact_store: FileSystemArtifactStore | None,
+    ot_trial: optuna.Trial, result: Mapping[str, Any] | None, *, verdict: TrialVerdict
 ) -> None:
     """A complete trial's constraints (read by the samplers and ``study.best_trials``, see
-    :mod:`sweeps.constraints`), then metrics as user attributes and the curve PNG as an
-    artifact, for optuna-dashboard."""
+    :mod:`sweeps.constraints`), then its metrics as user attributes for optuna-dashboard."""
     if verdict.state is TrialState.COMPLETE:
         set_trial_constraints(ot_trial, constraints_from_result(result or {}))
-    for key, value in (result or {}).items():
-        scalar = isinstance(value, int | float | str | bool) or value is None
-        if key.startswith(DASHBOARD_PREFIXES) and scalar:
-            ot_trial.set_user_attr(key, value)
-    if not steps or artifact_store is None:
+    set_user_attrs(
+        ot_trial,
+        {
+            key: value
+            for key, value in (result or {}).items()
+            if key.startswith(DASHBOARD_PREFIXES)
+            and (isinstance(value, int | float | str | bool) or value is None)
+        },
+    )
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """Set a running trial's user attributes in one storage transaction.
+
+    ``Trial.set_user_attr`` commits each attribute on its own: some 30 transactions per trial
+    on the driver, between a trial's end and the next one's start. On the RDB storage they
+    go through Optuna's own per-attribute writer in one session (Optuna internals, pinned in
+    ``constraints.txt``; ``tests/sweeps/test_study.py`` checks them); elsewhere one by one.
+    """
+    from optuna.storages import RDBStorage
+
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    if not isinstance(backend, RDBStorage):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
         return
+    from optuna.storages._rdb.models import TrialUserAttributeModel
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, TrialUserAttributeModel, trial._trial_id, key, value
+            )
+
+
+def upload_trial_curves(
+    study: optuna.Study, artifact_store: FileSystemArtifactStore, record: TrialRecord
+) -> None:
+    """A finished trial's curve PNG, as a study artifact ``trial-<n>-curves.png``.
+
+    Rendered after the trial was told, off the driver (by the recorder): an artifact of the
+    trial itself would have to be attached before its tell, delaying the next trial. Optuna
+    refuses attributes of a finished trial, so the study holds it, named by the trial.
+    """
     from optuna.artifacts import upload_artifact
 
-    from sweeps.reports import TrialRecord, trial_curves_figure
+    from sweeps.reports import trial_curves_figure
 
-    record = TrialRecord(
-        number=number,
-        weights=tuple(weights),
-        alpha=alpha,
-        state=STATE_NAMES.get(verdict.state.name, "failed"),
-        seed_kind=seed_kind,
-        steps=[dict(step) for step in steps],
-    )
     with tempfile.TemporaryDirectory(prefix="bai-sweep-curve-") as tmp:
-        path = Path(tmp) / f"trial-{number}-curves.png"
+        path = Path(tmp) / curves_filename(record.number)
         path.write_bytes(trial_curves_figure(record))
-        upload_artifact(artifact_store=artifact_store, file_path=str(path), study_or_trial=ot_trial)
+        retry_storage(
+            lambda: upload_artifact(
+                artifact_store=artifact_store, file_path=str(path), study_or_trial=study
+            ),
+            "curve artifact",
+        )
+
+
+def curves_missing(study: optuna.Study) -> set[int]:
+    """Finished trials without a curve artifact (a kill came between the tell and the render)."""
+    from optuna.artifacts import get_all_artifact_meta
+
+    have = {meta.filename for meta in get_all_artifact_meta(study)}
+    return {
+        trial.number
+        for trial in study.get_trials(deepcopy=False, states=_FINISHED)
+        if curves_filename(trial.number) not in have
+    }
+
+
+def curves_filename(number: int) -> str:
+    """File name of trial ``number``'s curve artifact."""
+    return f"trial-{number}-curves.png"

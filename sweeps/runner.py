@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
@@ -50,11 +50,13 @@ from sweeps._study import (
     INTERRUPTED_ATTR,
     STATE_NAMES,
     SweepStudy,
+    curves_missing,
     decorate_trial,
     finished_rows,
     open_study,
     requeue,
     study_storage,
+    upload_trial_curves,
 )
 from sweeps._tune_driver import (
     PLACEMENT_KEY,
@@ -68,6 +70,9 @@ from sweeps.exceptions import SweepRunError, SweepsError
 from sweeps.memory_plan import check_trial_memory
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from sweeps.reports import TrialRecord
 
 __all__ = [
     "INTERRUPTED_ATTR",
@@ -150,6 +155,7 @@ class _LiveSweep:
         self.progress = progress
         self.searcher: BaiOptunaSearch | None = None
         self.artifact_store: Any = None
+        self.optuna_study: Any = None
         self.live: dict[str, _TrialLive] = {}
         self.counts = {"complete": 0, "failed": 0, "pruned": 0}
         self.finished_before = 0
@@ -229,16 +235,13 @@ class _LiveSweep:
         live = self.live.get(trial_id)
         if live is None:
             return
-        decorate_trial(
-            ot_trial,
-            result,
-            verdict=verdict,
-            number=live.number,
-            weights=live.candidate.weights,
-            alpha=live.candidate.alpha,
-            seed_kind=live.seed_kind,
-            steps=live.steps,
-            artifact_store=self.artifact_store,
+        decorate_trial(ot_trial, result, verdict=verdict)
+
+    def attach_curves(self, record: TrialRecord) -> None:
+        """Have the recorder render and upload a told trial's curve artifact."""
+        self.recorder.attach(
+            "curve artifact",
+            partial(upload_trial_curves, self.optuna_study, self.artifact_store, record),
         )
 
     def trial_finished(
@@ -270,6 +273,19 @@ class _LiveSweep:
             duration_s=(finished_at - live.started_at).total_seconds(),
             node=live.node or placement.get("node"),
         )
+        if live.steps:
+            from sweeps.reports import TrialRecord  # matplotlib: imported once trials end
+
+            self.attach_curves(
+                TrialRecord(
+                    number=live.number,
+                    weights=live.candidate.weights,
+                    alpha=live.candidate.alpha,
+                    state=state,
+                    seed_kind=live.seed_kind,
+                    steps=live.steps,
+                )
+            )
         if not (verdict.reason or "").startswith("interrupted"):
             self.counts[state] += 1
             self.trials_run += 1
@@ -364,14 +380,16 @@ def _execute(
     if study.orphans:
         logger.info("sweep %s: re-enqueued interrupted trials %s", run.sweep_id, study.orphans)
     run.recorder.repair(finished_rows(study), interrupted_error=LOST_RUN)
+    artifact_dir = data_dir / "artifacts"
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    run.artifact_store = FileSystemArtifactStore(str(artifact_dir))
+    run.optuna_study = study.study
+    _restore_curves(run, study)
     run.finished_before = study.finished()
     remaining = run.n_trials - run.finished_before
     run.emit(f"resuming with {remaining} trials left" if run.finished_before else "starting")
     if remaining <= 0:
         return _final_status(run, study)
-    artifact_dir = data_dir / "artifacts"
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    run.artifact_store = FileSystemArtifactStore(str(artifact_dir))
     searcher = BaiOptunaSearch(
         SpaceFunction(study.space),
         objectives=spec.objective_names,
@@ -409,6 +427,23 @@ def _execute(
 
             ray.shutdown()
     return _final_status(run, study)
+
+
+def _restore_curves(run: _LiveSweep, study: SweepStudy) -> None:
+    """Queue the curve artifacts that a kill between a trial's tell and its render lost."""
+    missing = retry_storage(lambda: curves_missing(study.study), "listing artifacts")
+    if not missing:
+        return
+    from sweeps.results import trial_record
+
+    with session_scope(run.lease.engine, read_only=True) as session:
+        trials = [
+            repository.get_trial(session, sweep_id=run.sweep_id, number=number)
+            for number in sorted(missing)
+        ]
+    for trial in trials:
+        if trial.steps:
+            run.attach_curves(trial_record(trial, with_steps=True))
 
 
 def _interrupt_open_trials(run: _LiveSweep, study: SweepStudy) -> None:

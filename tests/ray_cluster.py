@@ -90,11 +90,11 @@ class LocalRayCluster:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         try:
+            # One node at a time: joining nodes started together on a loaded machine time out
+            # waiting for the GCS ("The current node timed out during startup").
             for index, command in enumerate(commands or self.default_commands()):
                 self._start_node(index, command)
-                if index == 0:
-                    self._wait_for(1, timeout)
-            self._wait_for(len(self.processes), timeout)
+                self._wait_for(index + 1, timeout)
         except BaseException:
             self.stop()  # never leave a half-started cluster behind
             raise

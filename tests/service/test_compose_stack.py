@@ -6,8 +6,11 @@ compose does), with what a container would see mapped onto this machine:
 - hostnames to loopback (``ray-head`` -> 127.0.0.1), ``postgres`` to a fresh database on the
   local PostgreSQL server (its URL replaces the compose one), published ports to free ones;
 - the volumes ``/data`` and ``/models`` to a temporary directory and the demo world;
-- the Ray nodes (``ray-head``, ``ray-node``) get flags that keep them apart from any other Ray
-  on this machine (own ports and ``--temp-dir``, one CPU each so trials spread over both).
+- the Ray nodes (``ray-head``, ``ray-node`` and the node the ``worker`` joins as before it
+  starts) get flags that keep them apart from any other Ray on this machine (own ports and
+  ``--temp-dir``; one CPU each for the first two so trials spread over both, none for the
+  worker's). On one host this cannot show that the worker needs a node of its own (a driver
+  attaches to a raylet on its host; here all share one); the command is still run as written.
 
 Then: ``migrate`` ran ``db upgrade``, the API is healthy, a sweep POSTed with the token runs on
 the cluster (every trial on a node, both nodes used, every step and the front recorded), the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,9 +43,9 @@ from storage import (
     list_trials,
     session_scope,
 )
+from tests.demo_specs import FAST_PROBE, demo_spec
 from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster, free_port
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
-from tests.sweeps.conftest import FAST_BENCHMARKS, FAST_PROBE
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -81,23 +85,7 @@ class Stack:
         return (self.logs / f"{name}.log").read_text()[-3000:]
 
     def spec(self, name: str, **overrides: Any) -> dict[str, Any]:
-        world = self.world
-        spec: dict[str, Any] = {
-            "name": name,
-            "models": {
-                "base": str(world.base),
-                "sft": [str(p) for p in world.sfts],
-                "reward_rule": world.reward_rule,
-                "prompts": str(world.prompts),
-            },
-            "search": {"n_trials": 4, "seed_points": ["baselines", {"alpha": 0.5}]},
-            "probe": FAST_PROBE,
-            "benchmarks": FAST_BENCHMARKS,
-            "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
-        }
-        for key, value in overrides.items():
-            spec[key] = {**spec[key], **value}
-        return spec
+        return demo_spec(self.world, name=name, **overrides)
 
     def wait_status(self, client: httpx.Client, sweep_id: str, statuses: set[str]) -> dict:
         deadline = time.monotonic() + 480
@@ -125,8 +113,18 @@ def _environment(name: str, to_host: Any, base: dict[str, str]) -> dict[str, str
 
 
 def _command(name: str, replacements: dict[str, str]) -> list[str]:
-    command = _service(name)["command"]
-    argv = [str(part) for part in command]
+    return _argv([str(part) for part in _service(name)["command"]], replacements)
+
+
+def _steps(name: str, replacements: dict[str, str]) -> list[list[str]]:
+    """The commands of a service's ``sh -c "A && exec B"``: ``[A, B]``."""
+    shell, flag, script = _service(name)["command"]
+    assert (shell, flag) == ("sh", "-c"), _service(name)["command"]
+    steps = [shlex.split(step) for step in script.split(" && ")]
+    return [_argv(step[1:] if step[0] == "exec" else step, replacements) for step in steps]
+
+
+def _argv(argv: list[str], replacements: dict[str, str]) -> list[str]:
     out = []
     for part in argv:
         for old, new in replacements.items():
@@ -190,18 +188,29 @@ def stack(
             timeout=120,
         )
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-        cluster = LocalRayCluster(root / "ray", nodes=[{"num_cpus": 1}, {"num_cpus": 1}])
+        # The worker's own Ray node (no CPUs) is the cluster's third; run in the foreground
+        # (--block) so that the cluster owns its session and stops it.
+        join, worker = _steps("worker", replacements)
+        cluster = LocalRayCluster(
+            root / "ray", nodes=[{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 0}]
+        )
         cluster.port = gcs_port
         cluster.env = _environment("ray-head", mapping, base)
         try:
-            cluster.start([_command("ray-head", replacements), _command("ray-node", replacements)])
+            cluster.start(
+                [
+                    _command("ray-head", replacements),
+                    _command("ray-node", replacements),
+                    [*join, "--block"],
+                ]
+            )
             api = _command("api", replacements)
             api[api.index("--port") + 1] = str(api_port)
             start("api", api)
             dashboard = _command("dashboard", replacements)
             dashboard[dashboard.index("--port") + 1] = str(dashboard_port)
             start("dashboard", dashboard)
-            start("worker", _command("worker", replacements))
+            start("worker", worker)
             api_url = f"http://127.0.0.1:{api_port}"
             _wait_http(f"{api_url}/healthz", processes["api"], logs / "api.log")
             yield Stack(
@@ -261,6 +270,7 @@ def test_a_sweep_posted_with_the_token_runs_on_both_nodes(stack: Stack) -> None:
         assert detail["status"] == "succeeded", (detail, stack.log("worker"))
         pareto = client.get(f"/sweeps/{sweep_id}/pareto")
         assert pareto.status_code == 200 and pareto.json()["members"]
+        listed = client.get(f"/sweeps/{sweep_id}/trials").json()["items"]
     engine = create_engine_for(stack.database_url)
     with session_scope(engine, read_only=True) as session:
         trials = [
@@ -272,6 +282,7 @@ def test_a_sweep_posted_with_the_token_runs_on_both_nodes(stack: Stack) -> None:
         assert [s.step for s in trial.steps] == list(range(1, FAST_PROBE["steps"] + 1))
         assert trial.node and len(trial.node.split("/")) == 2  # "<ip>/<Ray node id>"
     assert len({t.node for t in trials}) == 2, [t.node for t in trials]  # both nodes ran trials
+    assert {t["number"]: t["node"] for t in listed} == {t.number: t.node for t in trials}
     dashboard_log = stack.logs / "dashboard.log"
     _wait_http(f"{stack.dashboard}/api/studies", stack.processes["dashboard"], dashboard_log)
     studies = httpx.get(f"{stack.dashboard}/api/studies", timeout=30).json()["study_summaries"]

@@ -24,6 +24,15 @@ def _command(service: dict[str, Any]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
 
 
+def _steps(service: dict[str, Any]) -> list[list[str]]:
+    """The commands a service runs: ``sh -c "A && exec B"`` is ``[A, B]``."""
+    command = _command(service)
+    if command[:2] != ["sh", "-c"]:
+        return [command]
+    steps = [shlex.split(step) for step in command[2].split(" && ")]
+    return [step[1:] if step[0] == "exec" else step for step in steps]
+
+
 def _parse(group: Any, args: list[str]) -> Any:
     """Resolve ``args`` through a click group's subcommands and parse the options.
 
@@ -46,19 +55,22 @@ def test_expected_services() -> None:
 
 @pytest.mark.parametrize("name", OUR_IMAGE_SERVICES)
 def test_commands_are_real_cli_commands(name: str) -> None:
-    command = _command(SERVICES[name])
-    if command[0] == "bai-sweep":
-        _parse(typer.main.get_command(app), command[1:])
-    else:
-        from ray.scripts.scripts import cli as ray_cli
+    for command in _steps(SERVICES[name]):
+        if command[0] == "bai-sweep":
+            _parse(typer.main.get_command(app), command[1:])
+        else:
+            from ray.scripts.scripts import cli as ray_cli
 
-        assert command[0] == "ray", f"{name} runs {command[0]!r}, not bai-sweep or ray"
-        _parse(ray_cli, command[1:])
+            assert command[0] == "ray", f"{name} runs {command[0]!r}, not bai-sweep or ray"
+            _parse(ray_cli, command[1:])
 
 
 def test_service_commands() -> None:
     assert _command(SERVICES["migrate"])[:3] == ["bai-sweep", "db", "upgrade"]
-    assert _command(SERVICES["worker"])[:2] == ["bai-sweep", "worker"]
+    # A Ray driver attaches to a raylet on its own host: the worker joins as a node, no CPUs.
+    join, worker = _steps(SERVICES["worker"])
+    assert join[:3] == ["ray", "start", "--address=ray-head:6379"] and "--num-cpus=0" in join
+    assert worker[:2] == ["bai-sweep", "worker"]
     assert _command(SERVICES["dashboard"])[:2] == ["bai-sweep", "dashboard"]
     api = _command(SERVICES["api"])
     assert api[:2] == ["bai-sweep", "serve"] and "--no-worker" in api

@@ -167,7 +167,7 @@ def test_ray_client_addresses_are_refused_before_work_starts(
     from typer.testing import CliRunner
 
     from service.cli import app
-    from tests.sweeps.conftest import write_demo_spec
+    from tests.demo_specs import write_demo_spec
 
     monkeypatch.setenv("BAI_SWEEP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")

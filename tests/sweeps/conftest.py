@@ -1,4 +1,4 @@
-"""Fixtures of the sweep tests: demo-world sweep specs and one killed-then-resumed nightly run."""
+"""Fixtures of the sweep tests: running the CLI, and one killed-then-resumed nightly run."""
 
 from __future__ import annotations
 
@@ -12,41 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from storage import create_engine_for, list_sweeps, list_trials, session_scope
+from tests.demo_specs import write_demo_spec
 
 BAI_SWEEP = str(Path(sys.executable).with_name("bai-sweep"))
-#: A probe and a benchmark small enough for CI, big enough to be real (one seed per candidate;
-#: the tests about repeats ask for more).
-FAST_PROBE = {"steps": 3, "batch_size": 4, "response_length": 24, "repeats": 1}
-FAST_BENCHMARKS = {"selection": ["bai_facts_mc"], "report": [], "limit": 8, "batch_size": 8}
-
-
-def write_demo_spec(world: Any, path: Path, *, name: str, **overrides: Any) -> Path:
-    """Write a sweep spec over the demo world's checkpoints to ``path``."""
-    spec: dict[str, Any] = {
-        "name": name,
-        "models": {
-            "base": str(world.base),
-            "sft": [str(p) for p in world.sfts],
-            "reward_rule": world.reward_rule,
-            "prompts": str(world.prompts),
-        },
-        "search": {
-            "n_trials": 4,
-            "sampler": "tpe",
-            "seed": 0,
-            "seed_points": ["baselines", {"alpha": 0.5}],
-        },
-        "probe": FAST_PROBE,
-        "benchmarks": FAST_BENCHMARKS,
-        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
-    }
-    for key, value in overrides.items():
-        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def run_cli(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

@@ -122,3 +122,27 @@ def test_a_lost_sweep_is_never_written(sweep: tuple) -> None:
     recorder.close()
     with session_scope(engine, read_only=True) as session:
         assert get_front(session, sweep_id=sweep_id) is None
+
+
+def test_attached_jobs_run_in_order_after_the_writes_and_never_fail_the_run(
+    sweep: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, sweep_id = sweep
+    recorder = Recorder(engine, sweep_id)
+    seen: list[str] = []
+
+    def after_trial() -> None:
+        with session_scope(engine, read_only=True) as session:
+            seen.append(get_trial(session, sweep_id=sweep_id, number=0).state.value)
+
+    def broken() -> None:
+        raise RuntimeError("no picture today")
+
+    _record_trial(recorder, 0, 0.5)
+    recorder.attach("curve artifact", after_trial)
+    recorder.attach("curve artifact", broken)
+    recorder.attach("curve artifact", lambda: seen.append("after the broken one"))
+    recorder.close()
+    assert seen == ["complete", "after the broken one"]
+    assert recorder.error is None
+    assert "curve artifact failed (skipped)" in caplog.text

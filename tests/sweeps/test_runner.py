@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from storage import (
@@ -25,10 +26,12 @@ from storage import (
     request_cancel,
     session_scope,
 )
+from sweeps._study import curves_filename
 from sweeps.exceptions import SweepRunError
 from sweeps.runner import INTERRUPTED_ATTR, run_sweep
 from sweeps.spec import SweepSpec
-from tests.sweeps.conftest import ResumedSweep, run_cli, write_demo_spec
+from tests.demo_specs import write_demo_spec
+from tests.sweeps.conftest import ResumedSweep, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -151,17 +154,16 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
         assert recipe["weights"] == pytest.approx(member.weights)
     front_numbers = {m.trial_number for m in front.members}
     assert all(t.actor_path is None for t in complete if t.number not in front_numbers)
-    # optuna-dashboard data: metrics as user attributes, the curve PNG as an artifact.
+    # optuna-dashboard data: metrics as user attributes, each trial's curve PNG as an artifact
+    # of the study named by the trial.
     study = _study(url, sweep_id)
     artifacts = resumed_sweep.directory / "data" / "artifacts"
+    curves = {meta.filename: meta.artifact_id for meta in get_all_artifact_meta(study)}
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         assert "stability/length_retention" in trial.user_attrs
         assert "benchmarks/benchmark" in trial.user_attrs
-        artifact_ids = [
-            k.split(":", 1)[1] for k in trial.system_attrs if k.startswith("artifacts:")
-        ]
-        assert len(artifact_ids) == 1
-        assert (artifacts / artifact_ids[0]).read_bytes().startswith(b"\x89PNG")
+        artifact_id = curves[curves_filename(trial.number)]
+        assert (artifacts / artifact_id).read_bytes().startswith(b"\x89PNG")
 
 
 def test_diverged_probes_score_zero_and_are_told_complete(demo_world: Any, tmp_path: Path) -> None:

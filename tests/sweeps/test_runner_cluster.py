@@ -34,9 +34,10 @@ from storage import (
     session_scope,
 )
 from sweeps.spec import SweepSpec
+from tests.demo_specs import write_demo_spec
 from tests.ray_cluster import NO_TOKEN_AUTH, LocalRayCluster
 from tests.storage.conftest import fresh_postgres_database, postgres_server_url  # noqa: F401
-from tests.sweeps.conftest import BAI_SWEEP, write_demo_spec
+from tests.sweeps.conftest import BAI_SWEEP
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
