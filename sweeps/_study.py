@@ -279,16 +279,35 @@ def upload_trial_curves(
         )
 
 
-def curves_missing(study: optuna.Study) -> set[int]:
-    """Finished trials without a curve artifact (a kill came between the tell and the render)."""
+def curves_missing(study: optuna.Study, artifact_store: FileSystemArtifactStore) -> set[int]:
+    """Finished trials without a stored curve artifact.
+
+    A kill between a trial's tell and its render loses the curve; Optuna's ``upload_artifact``
+    records the artifact's meta before it writes the file, so a kill in between leaves a meta
+    whose file is absent: that counts as missing too.
+    """
     from optuna.artifacts import get_all_artifact_meta
 
-    have = {meta.filename for meta in get_all_artifact_meta(study)}
+    have = {
+        meta.filename
+        for meta in get_all_artifact_meta(study)
+        if _artifact_stored(artifact_store, meta.artifact_id)
+    }
     return {
         trial.number
         for trial in study.get_trials(deepcopy=False, states=_FINISHED)
         if curves_filename(trial.number) not in have
     }
+
+
+def _artifact_stored(artifact_store: FileSystemArtifactStore, artifact_id: str) -> bool:
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    try:
+        artifact_store.open_reader(artifact_id).close()
+    except ArtifactNotFound:
+        return False
+    return True
 
 
 def curves_filename(number: int) -> str:

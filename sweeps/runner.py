@@ -431,7 +431,9 @@ def _execute(
 
 def _restore_curves(run: _LiveSweep, study: SweepStudy) -> None:
     """Queue the curve artifacts that a kill between a trial's tell and its render lost."""
-    missing = retry_storage(lambda: curves_missing(study.study), "listing artifacts")
+    missing = retry_storage(
+        lambda: curves_missing(study.study, run.artifact_store), "listing artifacts"
+    )
     if not missing:
         return
     from sweeps.results import trial_record
