@@ -201,7 +201,7 @@ class Problem:
         where it started, before the same final ``answer N``.
         """
         parts = [f"{left} {op} {right} is {result} ." for left, op, right, result in self.steps]
-        for left, op, right, result in self.steps:
+        for _, op, right, result in self.steps:
             inverse = "minus" if op == "plus" else "plus"
             undone = " , ".join(decomposed_step(result, inverse, right))
             parts.append(f"let me check : {undone} . yes .")
