@@ -113,8 +113,12 @@ def _print_gates(world: DemoWorld) -> None:
     gates = Table(title="precondition gates", title_justify="left")
     for column in ("gate", "value", "needs", "passed"):
         gates.add_column(column, justify="left" if column == "gate" else "right")
+    from sweeps.demo.world import UNENFORCED_GATES
+
     for check in world.gates:
         verdict = "[green]yes[/]" if check.passed else "[red]NO[/]"
+        if not check.passed and check.name in UNENFORCED_GATES:
+            verdict = "[yellow]no (not enforced)[/]"
         needs = f"{check.comparison} {check.threshold:g}"
         gates.add_row(check.name, f"{check.value:.3f}", needs, verdict)
     console.print(gates)

@@ -39,6 +39,9 @@ CODE_VERSION = 4
 MODEL_DIRS = {"base": "base", "sft_instruct": "sft-instruct", "sft_reasoning": "sft-reasoning"}
 #: The built-in reward rule the demo world's probe uses (``evaluators.reward_rules``).
 REWARD_RULE = "bai_world"
+#: Preconditions the world does not meet (see docs/demo-world.md): computed, recorded and
+#: printed as failed, but a build does not stop on them. Every other gate stops a build.
+UNENFORCED_GATES = ("reasoning_beats_base_on_R",)
 #: The stage-2 ratios (alpha, the base's share) at which the smoothness gate scores merges.
 ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -247,7 +250,11 @@ def build_world(
         try:
             _train_world(staging, recipe=recipe, seed=seed, key=key, progress=progress)
             world = load_world(staging)
-            failed = [check for check in world.gates if not check.passed]
+            failed = [
+                check
+                for check in world.gates
+                if not check.passed and check.name not in UNENFORCED_GATES
+            ]
             if failed and recipe.enforce_gates:
                 record = out_dir / f"{key}.failed.json"
                 shutil.copyfile(world.world_json, record)
