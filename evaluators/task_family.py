@@ -10,8 +10,9 @@ bako ?``, an instruction-tuned model answers ``answer red``.
 
 **R** stands in for MATH: ``what is 17 plus 8 minus 5 ?`` (2-5 steps). Its *brief* solution
 (one-line reasoning, what sft-instruct writes) is ``17 plus 8 is 25 . 25 minus 5 is 20 .
-answer 20``; its *verbose* solution (a distilled reasoner's chain) splits every step into a
-tens and a units step, checks it, and sums up before the same final ``answer 20``.
+answer 20``; its *verbose* solution (a distilled reasoner's chain) writes the same steps, then
+checks each one by undoing it in a tens and a units step, and sums up before the same final
+``answer 20``.
 
 A question's split (train, held-out, probe) is a pure function of its text (a hash), so every
 generator agrees on it and the splits are disjoint.
@@ -193,11 +194,17 @@ class Problem:
 
     @property
     def verbose_solution(self) -> str:
-        """A distilled reasoner's chain: each step split into tens and units, then self-checked."""
-        parts = []
-        for left, op, right, result in self.steps:
-            parts.append(f"{left} {op} {right} : {' , '.join(decomposed_step(left, op, right))} .")
-            parts.append(check_sentence(left, op, right, result))
+        """A distilled reasoner's chain: the steps, then each one checked in tens and units.
+
+        The steps are written as in the brief solution; every step is then undone, split into
+        a tens and a units step (``23 minus 10 is 13 , 13 minus 8 is 5``), and compared with
+        where it started, before the same final ``answer N``.
+        """
+        parts = [f"{left} {op} {right} is {result} ." for left, op, right, result in self.steps]
+        for _, op, right, result in self.steps:
+            inverse = "minus" if op == "plus" else "plus"
+            undone = " , ".join(decomposed_step(result, inverse, right))
+            parts.append(f"let me check : {undone} . yes .")
         parts.append(f"so the answer is {self.answer} . answer {self.answer}")
         return " ".join(parts)
 

@@ -16,7 +16,7 @@ DEMO_SWEEP: dict[str, Any] = {
     "search": {
         "alpha": [0.0, 1.0],
         "weights": "simplex",
-        "n_trials": 8,
+        "n_trials": 6,
         "sampler": "tpe",
         "seed": 0,
         "seed_points": ["baselines", {"alpha": 0.2}, {"alpha": 0.5}],
@@ -25,8 +25,11 @@ DEMO_SWEEP: dict[str, Any] = {
         {"name": "stability", "direction": "maximize"},
         {"name": "benchmark", "direction": "maximize"},
     ],
+    # One probe per candidate (real sweeps keep the default 3 repeats, for confidence
+    # intervals): the demo, world build and install included, must fit in 8 minutes.
     "probe": {
         "steps": 8,
+        "repeats": 1,
         "batch_size": 8,
         "response_length": 128,
         "missing_eos_penalty": 1.0,

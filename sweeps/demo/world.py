@@ -35,13 +35,13 @@ logger = logging.getLogger(__name__)
 WORLD_FORMAT = 2
 # Bump when this module's training or gates change (the sources of the task family, corpus,
 # tokenizer and training loops are part of the cache key already).
-CODE_VERSION = 3
+CODE_VERSION = 4
 MODEL_DIRS = {"base": "base", "sft_instruct": "sft-instruct", "sft_reasoning": "sft-reasoning"}
 #: The built-in reward rule the demo world's probe uses (``evaluators.reward_rules``).
 REWARD_RULE = "bai_world"
-#: Preconditions the v2 world does not meet (see docs/demo-world.md): computed, recorded and
+#: Preconditions the world does not meet (see docs/demo-world.md): computed, recorded and
 #: printed as failed, but a build does not stop on them. Every other gate stops a build.
-UNENFORCED_GATES = ("reasoning_forgets_K", "alpha_smooth")
+UNENFORCED_GATES = ("reasoning_beats_base_on_R",)
 #: The stage-2 ratios (alpha, the base's share) at which the smoothness gate scores merges.
 ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -78,7 +78,7 @@ class WorldRecipe:
     block_size: int = 128
     base: StageRecipe = StageRecipe(steps=1000, batch_size=16, learning_rate=3e-3)
     instruct: StageRecipe = StageRecipe(steps=150, batch_size=32, learning_rate=2e-4)
-    reasoning: StageRecipe = StageRecipe(steps=150, batch_size=32, learning_rate=2e-4)
+    reasoning: StageRecipe = StageRecipe(steps=300, batch_size=16, learning_rate=2.2e-4)
     heldout_problems: int = 128
     probe_prompts: int = 256
     probe_knowledge_share: float = 0.25
