@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 
 from storage import repository
 from storage.engine import session_scope
+from storage.exceptions import NotFoundError
 from storage.lease import LeaseState, RunEnd, SweepLease
 from sweeps._optuna_search import (
     GENERIC_ERROR,
@@ -438,11 +439,15 @@ def _restore_curves(run: _LiveSweep, study: SweepStudy) -> None:
         return
     from sweeps.results import trial_record
 
+    # The rows come from the recorder's repair, queued just before: wait for it to be stored.
+    run.recorder.flush()
+    trials = []
     with session_scope(run.lease.engine, read_only=True) as session:
-        trials = [
-            repository.get_trial(session, sweep_id=run.sweep_id, number=number)
-            for number in sorted(missing)
-        ]
+        for number in sorted(missing):
+            try:
+                trials.append(repository.get_trial(session, sweep_id=run.sweep_id, number=number))
+            except NotFoundError:
+                logger.warning("sweep %s: no row for trial %s, no curve", run.sweep_id, number)
     for trial in trials:
         if trial.steps:
             run.attach_curves(trial_record(trial, with_steps=True))
