@@ -48,7 +48,7 @@ from storage.models import (
     new_sweep_id,
     utc_now,
 )
-from storage.views import INTERRUPTED_PREFIX, lock_sweep, mark_changed
+from storage.views import INTERRUPTED_PREFIX, front_rows, lock_sweep, mark_changed
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -888,27 +888,6 @@ def _count_of(state: TrialState) -> Any:
 _SWEEP_COUNTS_QUERY = select(*Sweep.__table__.c, *(_count_of(state) for state in TrialState)).where(
     Sweep.id == _SWEEP_ID
 )
-_FRONT_QUERY = (
-    select(
-        Sweep.id,
-        ParetoFront.revision,
-        ParetoFront.hypervolume,
-        ParetoFront.reference_point,
-        ParetoFront.updated_at,
-        ParetoMember.position,
-        Trial.number,
-        Trial.weights,
-        Trial.alpha,
-        Trial.objectives,
-        Trial.seed_kind,
-    )
-    .select_from(Sweep)
-    .outerjoin(ParetoFront, ParetoFront.sweep_id == Sweep.id)
-    .outerjoin(ParetoMember, ParetoMember.sweep_id == ParetoFront.sweep_id)
-    .outerjoin(Trial, Trial.id == ParetoMember.trial_id)
-    .where(Sweep.id == _SWEEP_ID)
-    .order_by(ParetoMember.position)
-)
 _LATEST_STEP = (
     select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
     .join(Trial, Trial.id == TrialStep.trial_id)
@@ -934,10 +913,7 @@ def _front_rows(session: Session, sweep_id: str) -> list[Row[Any]]:
     Raises:
         NotFoundError: no such sweep.
     """
-    rows = list(session.connection().execute(_FRONT_QUERY, {"sweep_id": sweep_id}).all())
-    if not rows:
-        raise NotFoundError(f"sweep {sweep_id!r} not found")
-    return rows
+    return front_rows(session.connection(), sweep_id)
 
 
 def _front_of(sweep_id: str, rows: list[Row[Any]]) -> Front | None:
