@@ -9,7 +9,7 @@ sweep, trial and step (the probe's ``StepMetrics`` vocabulary) are the names of 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -274,6 +274,25 @@ class TrialDetail(TrialItem):
     steps: list[StepMetrics] = Field(description="Per-step probe metrics (the curves).")
 
 
+#: What a trial's policy kept, named as in ``report.json`` (``sweeps.retention``).
+Forgetting = Annotated[
+    dict[str, float],
+    Field(
+        description="Mean score drop versus the base model on the retention tasks: "
+        "`forgetting_init` (the initial actor) and `forgetting_after` (mean over the seeds' "
+        "trained policies), whichever were measured (> 0: forgot).",
+        examples=[{"forgetting_init": 0.02, "forgetting_after": 0.05}],
+    ),
+]
+CorrectnessRetention = Annotated[
+    float | None,
+    Field(
+        description="Share of correct rollout answers over the probe's last window against its "
+        "first (capped at 1, mean over seeds); null when the prompts have no known answers.",
+    ),
+]
+
+
 class ParetoMember(_FromAttributes):
     """One trial on the Pareto front."""
 
@@ -283,6 +302,8 @@ class ParetoMember(_FromAttributes):
     alpha: float
     objectives: dict[str, Any] | None
     seed_kind: SeedKind | None
+    forgetting: Forgetting = Field(default_factory=dict)
+    correctness_retention: CorrectnessRetention = None
 
 
 class IntervalBody(BaseModel):
@@ -308,6 +329,8 @@ class RatioBody(BaseModel):
     alpha: float
     seed_kind: SeedKind | None
     objectives: dict[str, IntervalBody]
+    forgetting: Forgetting = Field(default_factory=dict)
+    correctness_retention: CorrectnessRetention = None
 
 
 class RecommendationBody(RatioBody):

@@ -306,6 +306,8 @@ _FRONT_QUERY = (
         Trial.alpha,
         Trial.objectives,
         Trial.seed_kind,
+        Trial.stability,
+        Trial.benchmarks,
     )
     .select_from(Sweep)
     .outerjoin(ParetoFront, ParetoFront.sweep_id == Sweep.id)
@@ -321,6 +323,8 @@ def pareto_body(
 ) -> dict[str, Any]:
     """The body of ``GET /sweeps/{id}/pareto`` from the front query's rows and the front's
     statistics (``sweeps.reports.front_statistics``)."""
+    from sweeps.retention import correctness_retention_of, forgetting_of
+
     first = rows[0]
     body: dict[str, Any] = {
         "sweep_id": sweep_id,
@@ -337,6 +341,8 @@ def pareto_body(
                 "alpha": float(row.alpha),
                 "objectives": row.objectives,
                 "seed_kind": None if row.seed_kind is None else row.seed_kind.value,
+                "forgetting": forgetting_of(row.benchmarks),
+                "correctness_retention": correctness_retention_of(row.stability),
             }
             for row in rows
             if row.position is not None

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from sweeps.constraints import is_feasible
 from sweeps.pareto import Direction, hypervolume, pareto_front
+from sweeps.retention import correctness_retention_of, forgetting_of
 from sweeps.spec import OBJECTIVE_BOUNDS
 from sweeps.statistics import Interval, bootstrap_hypervolume, mean_interval, tied_set
 
@@ -148,20 +149,13 @@ class TrialRecord:
         return bool(stability.get("collapsed")) or bool(stability.get("diverged"))
 
     def forgetting(self) -> dict[str, float]:
-        """``forgetting_init`` (the initial actor) and ``forgetting_after`` (the mean over the
-        seeds' trained policies), whichever were measured."""
-        benchmarks = self.benchmarks or {}
-        out: dict[str, float] = {}
-        if isinstance(benchmarks.get("forgetting_init"), int | float):
-            out["forgetting_init"] = float(benchmarks["forgetting_init"])
-        after = [
-            float(run["forgetting"])
-            for run in benchmarks.get("after") or []
-            if isinstance(run.get("forgetting"), int | float)
-        ]
-        if after:
-            out["forgetting_after"] = sum(after) / len(after)
-        return out
+        """``forgetting_init`` and ``forgetting_after``, whichever were measured
+        (:func:`sweeps.retention.forgetting_of`)."""
+        return forgetting_of(self.benchmarks)
+
+    def correctness_retention(self) -> float | None:
+        """The mean correctness retention over the seeds, if recorded."""
+        return correctness_retention_of(self.stability)
 
     def label(self) -> str:
         """``#3 w=(0.50, 0.50) a=0.20``."""
@@ -589,6 +583,8 @@ def recommendation_json(
             "alpha": trial.alpha,
             "seed_kind": trial.seed_kind,
             "objectives": {o.name: i.to_json() for o, i in zip(objectives, intervals, strict=True)},
+            "forgetting": trial.forgetting(),
+            "correctness_retention": trial.correctness_retention(),
         }
 
     return _json_safe(
@@ -1025,7 +1021,7 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "stability": trial.stability,
         "benchmarks": trial.benchmarks,
         "forgetting": trial.forgetting(),
-        "correctness_retention": stability.get("correctness_retention"),
+        "correctness_retention": trial.correctness_retention(),
         "reward_forecast": stability.get("reward_forecast"),
         "error": trial.error,
         "duration_s": trial.duration_s,

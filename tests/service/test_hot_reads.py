@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 from sqlalchemy import Engine, delete
 
 from service.schemas import ParetoFrontBody, SweepDetail
@@ -25,6 +26,10 @@ from storage.views import read_stored
 from sweeps.results import update_front
 from tests.service.conftest import TOKEN, ModelRoot, live_server
 
+#: What trial 3 (the best benchmark: the recommendation) kept, as sweeps.trial stores it.
+_RETAINED = {3: {"correctness_retention": 0.75}}
+_FORGOT = {3: {"forgetting_init": 0.1, "after": [{"forgetting": 0.2}, {"forgetting": 0.4}]}}
+
 
 def _write_a_sweep(engine: Engine, sweep_id: str) -> None:
     """What a worker writes: a claim, complete, failed and running trials, steps, a front."""
@@ -40,7 +45,8 @@ def _write_a_sweep(engine: Engine, sweep_id: str) -> None:
                 seed_kind="paper" if number == 0 else None,
                 state="complete",
                 objectives={"stability": 0.9 - number / 5, "benchmark": 0.2 + number / 10},
-                stability={"score": 0.9 - number / 5},
+                stability={"score": 0.9 - number / 5, **_RETAINED.get(number, {})},
+                benchmarks=_FORGOT.get(number),
                 duration_s=12.5,
             )
         upsert_trial(session, sweep_id=sweep_id, number=4, weights=[1.0, 0.0], alpha=0.1)
@@ -77,6 +83,18 @@ def test_stored_bodies_round_trip_through_the_schemas(
         assert body["running_trials"][0]["latest_step"]["extra"] == {"clip": 0.2}
         front = pareto.json()
         assert front["members"] and front["hypervolume_interval"] is not None
+        # What the report shows of what a policy kept, under the report's names.
+        members = {m["trial_number"]: m for m in front["members"]}
+        assert members[3]["correctness_retention"] == 0.75
+        assert members[3]["forgetting"] == pytest.approx(
+            {"forgetting_init": 0.1, "forgetting_after": 0.3}
+        )
+        assert members[0]["forgetting"] == {} and members[0]["correctness_retention"] is None
+        recommended = front["recommendation"]
+        assert recommended["trial_number"] == 3
+        assert recommended["forgetting"] == members[3]["forgetting"]
+        assert recommended["correctness_retention"] == 0.75
+        assert recommended["runner_up"]["correctness_retention"] is None
 
         # Sweeps stored before the views, and fronts stored without statistics: the routes
         # render the same bodies.
