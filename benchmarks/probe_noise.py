@@ -19,7 +19,14 @@ import math
 import statistics
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evaluators.probe import ProbeConfig, ProbeResult
+    from sweeps.spec import SweepSpec
+    from sweeps.trial import TrialInputs
 
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = {
@@ -28,6 +35,32 @@ CANDIDATES = {
     "paper w=(.5,.5) a=.2": ((0.5, 0.5), 0.2),
     "reasoning-heavy w=(.2,.8) a=.1": ((0.2, 0.8), 0.1),
 }
+
+
+def probe_candidate(
+    spec: SweepSpec,
+    inputs: TrialInputs,
+    weights: Sequence[float],
+    alpha: float,
+    config: ProbeConfig,
+) -> ProbeResult:
+    """One probe of the BAI actor at ``(weights, alpha)`` as a sweep of ``spec`` runs it (the
+    spec's prompt format and reference length), with ``config``; a diverged probe's steps."""
+    from evaluators.probe import ProbeDivergedError, run_probe
+
+    actor = inputs.merge_inputs.build_actor(list(weights), alpha, normalize=True)
+    try:
+        return run_probe(
+            actor,
+            inputs.tokenizer,
+            inputs.reward,
+            inputs.prompts,
+            config,
+            prompt=spec.prompt,
+            reference_length=inputs.reference_length,
+        )
+    except ProbeDivergedError as exc:
+        return exc.result
 
 
 def main() -> None:
@@ -40,7 +73,6 @@ def main() -> None:
 
     import torch
 
-    from evaluators.probe import run_probe
     from service.cli._demo_sweep import demo_sweep_spec
     from sweeps.demo import build_world
     from sweeps.forecast import fit_reward_curve
@@ -65,16 +97,8 @@ def main() -> None:
     for label, (weights, alpha) in CANDIDATES.items():
         scores, forecasts = [], []
         for seed in range(args.seeds):
-            actor = inputs.merge_inputs.build_actor(list(weights), alpha, normalize=True)
-            config = probe.model_copy(update={"seed": seed})
-            result = run_probe(
-                actor,
-                inputs.tokenizer,
-                inputs.reward,
-                inputs.prompts,
-                config,
-                prompt=spec.prompt,
-                reference_length=inputs.reference_length,
+            result = probe_candidate(
+                spec, inputs, weights, alpha, probe.model_copy(update={"seed": seed})
             )
             assert result.stability is not None
             scores.append(result.stability.stability)

@@ -1,0 +1,283 @@
+"""Does the sweep's short probe rank candidates like much longer RL runs on other seeds?
+
+The premise of a ratio sweep is that a short, cheap probe tells which (w, alpha) trains well.
+This measures it on the demo world. Each candidate — the no-BAI baselines (each SFT model
+alone) and the paper's grid (alpha in 0.1 ... 0.9 at equal weights, from the sweep's own search
+space), then points sampled uniformly from it if ``--candidates`` asks for more — gets:
+
+- the **sweep-fidelity score**: ``sweeps.trial.run_trial`` with the demo sweep's own spec
+  (``service.cli._demo_sweep.demo_sweep_spec``: its probe steps, batch, length, learning rate
+  and ``probe.repeats`` seeds, stability measured against the parents' reference length), the
+  very code a sweep runs; its ``stability`` objective is the score;
+- **long runs**: the same probe, ``--ratio`` (default 6) times as many PPO updates, without the
+  early stop, on ``--long-seeds`` seeds none of the short probes used; their stability score
+  (mean over the long seeds) is the outcome.
+
+It prints Spearman's rho between the score and the outcome (target >= 0.8), and as the ceiling
+the long runs' own seed-to-seed rho (how well one long run ranks like another). Then the
+forecast (``sweeps.forecast``): the reward asymptote the sweep fits to each short probe, and the
+length the same saturating curve predicts at the long runs' last update, each ranked against
+what the long runs reached (mean reward and length over their last stability window) next to
+the raw short-probe value (the same mean over the short probe's last window, on its first seed:
+the curve a sweep stores). A candidate whose short curve has no fit (the module refuses flat,
+noisy or unbent curves) keeps its raw value in the forecast's ranking; the count of fits is
+printed.
+
+    nice -n 10 .venv/bin/python benchmarks/probe_validity.py                  # ~30 min
+    .venv/bin/python benchmarks/probe_validity.py --candidates 4 --long-seeds 2 --ratio 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import random
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from sweeps.search_space import Candidate
+    from sweeps.spec import SweepSpec
+
+TARGET_RHO = 0.8
+_STATE: dict[str, Any] = {}
+
+
+def _candidates(spec: SweepSpec, count: int) -> list[tuple[str, Candidate]]:
+    """Baselines, then the paper's grid, then uniform samples of the space (seed 0)."""
+    from sweeps.search_space import Candidate, weights_from_uniforms
+
+    space = spec.search_space()
+    names = ("instruct", "reasoning")
+    out = [
+        (f"sft-{names[i]}" if len(names) == space.n_sft else f"sft-{i}", point.candidate)
+        for i, point in enumerate(space.baseline_points())
+    ]
+    out += [(f"paper a={p.candidate.alpha:g}", p.candidate) for p in space.paper_points()]
+    rng = random.Random(0)
+    low, high = space.alpha_bounds
+    while len(out) < count:
+        weights = weights_from_uniforms([rng.random() for _ in range(space.n_uniforms)])
+        candidate = Candidate(weights, round(rng.uniform(low, high), 3))
+        out.append((f"sampled {candidate.label()}", candidate))
+    return out[:count]
+
+
+def _worker_init(world_root: str) -> None:
+    """Per worker: offline, single-threaded torch, the demo sweep's spec and trial inputs."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import logging
+
+    from evaluators._offline import force_offline
+
+    force_offline()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from service.cli._demo_sweep import demo_sweep_spec
+    from sweeps.demo import load_world
+    from sweeps.trial import load_trial_inputs
+
+    torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    spec = demo_sweep_spec(load_world(world_root))
+    _STATE["spec"] = spec
+    _STATE["inputs"] = load_trial_inputs(spec)
+
+
+def _window_mean(curve: list[float], window: int) -> float:
+    finite = [v for v in curve if math.isfinite(v)]
+    return statistics.fmean(finite[-window:]) if finite else math.nan
+
+
+def _finite_or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A short job (the sweep's own trial) or a long run (one seed, ``steps`` updates)."""
+    from probe_noise import probe_candidate
+
+    from sweeps.forecast import fit_reward_curve, saturating_curve
+    from sweeps.search_space import Candidate
+    from sweeps.trial import run_trial
+
+    spec, inputs = _STATE["spec"], _STATE["inputs"]
+    candidate = Candidate(tuple(job["weights"]), job["alpha"])
+    window = spec.probe.stability_window
+    started = time.perf_counter()
+    out: dict[str, Any] = {"index": job["index"], "kind": job["kind"], "seed": job["seed"]}
+    if job["kind"] == "short":
+        outcome = run_trial(spec, candidate, inputs=inputs)
+        out["score"] = outcome.objectives["stability"]
+        lengths = [_finite_or_nan(s["length_mean"]) for s in outcome.steps]
+        rewards = [_finite_or_nan(s["reward_mean"]) for s in outcome.steps]
+        steps = [int(s["step"]) for s in outcome.steps]
+        out["reward_raw"] = _window_mean(rewards, window)
+        out["length_raw"] = _window_mean(lengths, window)
+        asymptote = outcome.stability["reward_forecast"]["asymptote"]
+        out["reward_forecast"] = None if asymptote is None else asymptote["mean"]
+        fit = fit_reward_curve(steps, lengths)
+        out["length_forecast"] = (
+            None
+            if fit.asymptote is None
+            else float(
+                saturating_curve(
+                    job["horizon"] - 1, fit.asymptote, fit.efficiency, fit.midpoint, fit.start
+                )
+            )
+        )
+    else:
+        config = spec.probe.model_copy(
+            update={"steps": job["steps"], "seed": job["seed"], "early_stop": False}
+        )
+        result = probe_candidate(spec, inputs, candidate.weights, candidate.alpha, config)
+        # A diverged run's score is 0 (None: its very first update diverged).
+        out["score"] = 0.0 if result.stability is None else result.stability.stability
+        out["reward_final"] = _window_mean(result.curve("reward_mean"), window)
+        out["length_final"] = _window_mean(result.curve("length_mean"), window)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def _rho(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    if len(set(a)) < 2 or len(set(b)) < 2 or any(math.isnan(v) for v in (*a, *b)):
+        return math.nan
+    return float(spearmanr(a, b).statistic)
+
+
+def _fmt_rho(value: float) -> str:
+    return "undefined (a constant ranking)" if math.isnan(value) else f"{value:+.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", type=Path, default=REPO / ".bai-sweep" / "demo-world")
+    parser.add_argument("--candidates", type=int, default=7, help="at least 3 (default 7)")
+    parser.add_argument("--long-seeds", type=int, default=2, help="at least 2 (default 2)")
+    parser.add_argument("--ratio", type=int, default=6, help="long run / probe updates")
+    parser.add_argument("--workers", type=int, default=2, help="at most 2 (shared machine)")
+    args = parser.parse_args()
+    if args.candidates < 3 or args.long_seeds < 2 or args.ratio < 1:
+        parser.error("--candidates must be >= 3, --long-seeds >= 2 and --ratio >= 1")
+    if not 1 <= args.workers <= 2:
+        parser.error("--workers must be 1 or 2")
+    warnings.filterwarnings("ignore")
+
+    from service.cli._demo_sweep import demo_sweep_spec
+    from sweeps.demo import build_world
+
+    load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+    world = build_world(args.world, seed=0, progress=False)
+    spec = demo_sweep_spec(world)
+    probe = spec.probe
+    candidates = _candidates(spec, args.candidates)
+    short_seeds = [probe.seed + r for r in range(probe.repeats)]
+    long_seeds = [probe.seed + probe.repeats + k for k in range(args.long_seeds)]
+    long_steps = args.ratio * probe.steps
+    print(
+        f"world {world.recipe_hash}; {len(candidates)} candidates; sweep probe "
+        f"{probe.steps} updates x {probe.repeats} seed(s) {short_seeds} (batch "
+        f"{probe.batch_size}, {probe.response_length} tokens, lr {probe.learning_rate}); long "
+        f"runs {long_steps} updates ({args.ratio}x) on seeds {long_seeds}; {args.workers} "
+        f"workers, torch threads 1",
+        flush=True,
+    )
+    base = [
+        {"index": i, "weights": list(c.weights), "alpha": c.alpha}
+        for i, (_, c) in enumerate(candidates)
+    ]
+    # Long runs first: the short ones fill the gaps at the end.
+    jobs = [
+        {**b, "kind": "long", "seed": seed, "steps": long_steps}
+        for seed in long_seeds
+        for b in base
+    ] + [{**b, "kind": "short", "seed": short_seeds[0], "horizon": long_steps} for b in base]
+    short: dict[int, dict[str, Any]] = {}
+    long: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in range(len(candidates))}
+    with ProcessPoolExecutor(
+        max_workers=args.workers, initializer=_worker_init, initargs=(str(world.root),)
+    ) as pool:
+        for result in pool.map(_run_job, jobs):
+            if result["kind"] == "short":
+                short[result["index"]] = result
+            else:
+                long[result["index"]][result["seed"]] = result
+            label = candidates[result["index"]][0]
+            print(
+                f"  done {result['kind']:5s} seed {result['seed']:>3} {label}: stability "
+                f"{result['score']:.3f} ({result['seconds']:.0f} s)",
+                flush=True,
+            )
+    wall = time.perf_counter() - started
+
+    indices = range(len(candidates))
+    scores = [short[i]["score"] for i in indices]
+    per_seed = {s: [long[i][s]["score"] for i in indices] for s in long_seeds}
+    outcome = [statistics.fmean(long[i][s]["score"] for s in long_seeds) for i in indices]
+    print(
+        f"\n{'candidate':34s} {'sweep score':>11s} {'long runs (per seed)':>26s} {'long mean':>9s}"
+    )
+    for i in indices:
+        seeds = ", ".join(f"{long[i][s]['score']:.3f}" for s in long_seeds)
+        print(f"{candidates[i][0]:34s} {scores[i]:11.3f} {seeds:>26s} {outcome[i]:9.3f}")
+    rho = _rho(scores, outcome)
+    singles = [_rho(scores, per_seed[s]) for s in long_seeds]
+    ceilings = [_rho(per_seed[a], per_seed[b]) for a, b in itertools.combinations(long_seeds, 2)]
+    ceiling = statistics.fmean(ceilings)
+    verdict = "met" if rho >= TARGET_RHO else "MISSED"
+    print(
+        f"\nSpearman rho, sweep score ({probe.steps} updates) vs long-run stability "
+        f"({long_steps} updates, mean of {len(long_seeds)} seeds): {_fmt_rho(rho)} "
+        f"(target >= {TARGET_RHO}: {verdict}); vs single long seeds: "
+        + ", ".join(_fmt_rho(r) for r in singles)
+    )
+    print(
+        f"ceiling: long-run seed-to-seed rho {_fmt_rho(ceiling)}"
+        + (f" (pairs: {', '.join(_fmt_rho(c) for c in ceilings)})" if len(ceilings) > 1 else "")
+    )
+    for quantity, raw_key, forecast_key, final_key in (
+        ("reward (asymptote)", "reward_raw", "reward_forecast", "reward_final"),
+        (f"length (at update {long_steps})", "length_raw", "length_forecast", "length_final"),
+    ):
+        final = [statistics.fmean(long[i][s][final_key] for s in long_seeds) for i in indices]
+        raw = [short[i][raw_key] for i in indices]
+        fitted = [short[i][forecast_key] for i in indices]
+        forecast = [raw[i] if fitted[i] is None else fitted[i] for i in indices]
+        count = sum(f is not None for f in fitted)
+        rho_raw, rho_forecast = _rho(raw, final), _rho(forecast, final)
+        better = (
+            "n/a"
+            if math.isnan(rho_raw) or math.isnan(rho_forecast)
+            else ("yes" if rho_forecast > rho_raw else "no")
+        )
+        print(
+            f"forecast {quantity}: fitted for {count}/{len(fitted)} candidates; rho vs the long "
+            f"runs' final {quantity.split()[0]}: forecast {_fmt_rho(rho_forecast)}, raw "
+            f"short-probe {_fmt_rho(rho_raw)}; forecast ranks better: {better}"
+        )
+    print(
+        f"wall {wall / 60:.1f} min; load average at start {load_start:.1f}, at end "
+        f"{os.getloadavg()[0]:.1f}; {os.cpu_count()} cores"
+    )
+
+
+if __name__ == "__main__":
+    main()
