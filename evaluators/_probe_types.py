@@ -15,10 +15,10 @@ from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD, DEFAULT_KL_BUDGET, 
 
 DEFAULT_REPEATS = 3
 """Seeds per candidate, from the measured noise (``benchmarks/probe_noise.py``, see
-``docs/stability-metrics.md``): at the demo sweep's settings one actor's stability moves by a
-standard deviation of 0.09-0.14 from seed to seed; two seeds give a 95% interval of +-0.6 to
-+-1.8 (Student t with one degree of freedom), three give +-0.2 to +-0.35, narrower than the
-spread between candidates (0.26)."""
+``docs/stability-metrics.md``): at the demo sweep's settings on the v2 demo world one actor's
+stability moves by a standard deviation of 0.03-0.12 from seed to seed (pooled 0.07); two seeds
+give a 95% interval of +-0.18 to +-0.78 (Student t with one degree of freedom), three give
++-0.06 to +-0.29, at or below the spread between candidates (0.28)."""
 
 
 class ProbeConfig(BaseModel):
