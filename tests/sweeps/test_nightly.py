@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +22,7 @@ from sweeps.nightly import (
 from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord
 from sweeps.spec import SweepSpec
 from sweeps.statistics import Interval, mean_interval
+from tests.demo_specs import write_demo_spec
 from tests.sweeps.conftest import ResumedSweep, run_cli
 
 OBJECTIVES = [ObjectiveInfo("stability", "maximize", 0.0), ObjectiveInfo("kl", "minimize", 1.0)]
@@ -242,8 +245,8 @@ def test_real_single_candidate_within_noise_is_not_a_regression(
 ) -> None:
     # Only the pretrained base (alpha = 1), without re-evaluating the front: a lower front on
     # the means, but with two seeds per candidate its intervals (t with one degree of freedom,
-    # propagated into the hypervolume) overlap the previous sweep's: not a regression. The exit
-    # code of a real regression is covered by test_exit_codes.
+    # propagated into the hypervolume) overlap the previous sweep's: not a regression (a real
+    # regression: test_real_broken_checkpoint_is_a_regression).
     result, report = _run_variant(
         resumed_sweep,
         "worse",
@@ -261,6 +264,53 @@ def test_real_single_candidate_within_noise_is_not_a_regression(
     )
     assert current["n"] == 1
     assert current["high"] >= previous["low"] and current["low"] < current["mean"]
+
+
+def _untrained_copy(source: str, target: Path) -> Path:
+    """A real checkpoint of ``source``'s architecture and tokenizer whose weights are a fresh
+    random initialisation (seeded): what a broken training job would have saved."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shutil.copytree(source, target)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(target)).save_pretrained(target)
+    return target
+
+
+@pytest.mark.slow
+def test_real_broken_checkpoint_is_a_regression(demo_world: Any, tmp_path: Path) -> None:
+    # Last night sft-instruct alone; tonight the SFT checkpoints are untrained, so the same
+    # ratio builds an untrained actor. Nothing is faked: both sweeps really probe and benchmark
+    # their actor, and the intervals decide.
+    broken = str(_untrained_copy(str(demo_world.sfts[0]), tmp_path / "broken-sft"))
+    env = {**os.environ, "BAI_SWEEP_DATA_DIR": str(tmp_path / "data")}
+    url = f"sqlite:///{tmp_path / 'sweeps.sqlite'}"
+    search = {"n_trials": 1, "seed_points": [{"weights": [1.0, 0.0], "alpha": 0.0}]}
+    results = {}
+    for night, models in (("previous", {}), ("tonight", {"sft": [broken, broken]})):
+        spec = write_demo_spec(
+            demo_world,
+            tmp_path / f"{night}.yaml",
+            name="nightly-broken",
+            search=search,
+            models=models,
+        )
+        report = tmp_path / f"{night}-report"
+        args = ["run", str(spec), "--db", url, "--report-dir", str(report), "--no-warm-start"]
+        results[night] = run_cli(args, env=env, cwd=tmp_path), report
+    assert results["previous"][0].returncode == EXIT_OK, results["previous"][0].stdout
+    result, report = results["tonight"]
+    assert result.returncode == EXIT_REGRESSION, result.stdout + result.stderr
+    assert "exit 3: the front regressed" in result.stdout
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["previous_sweep_id"] is not None
+    # The benchmark's lm-eval errors give both sides an interval, and they came apart.
+    best, before = comparison["best"]["benchmark"], comparison["previous_best"]["benchmark"]
+    assert best["high"] < before["low"], comparison
+    assert any("benchmark" in line for line in comparison["regressions"]), comparison
 
 
 @pytest.mark.slow
