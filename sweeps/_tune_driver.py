@@ -161,8 +161,9 @@ class SpaceFunction:
         }
         if self.rungs is not None:
             rung = self.rungs[int(trial.user_attrs.get(RUNG_KEY, 0))]
-            attrs.update(fidelity_attrs(rung, trial.user_attrs.get(CANDIDATE_KEY, trial.number)))
-            config[RUNG_KEY] = rung.index
+            candidate = int(trial.user_attrs.get(CANDIDATE_KEY, trial.number))
+            attrs.update(fidelity_attrs(rung, candidate))
+            config.update({RUNG_KEY: rung.index, CANDIDATE_KEY: candidate})
         set_user_attrs(trial, attrs)
         return config
 

@@ -48,12 +48,14 @@ from sweeps._optuna_search import (
 from sweeps._ray_mode import check_ray_address
 from sweeps._recorder import Recorder, RecorderError
 from sweeps._study import (
+    CANDIDATE_KEY,
     INTERRUPTED_ATTR,
     RUNG_KEY,
     STATE_NAMES,
     SweepStudy,
     curves_missing,
     decorate_trial,
+    fidelity_attrs,
     finished_rows,
     ladder_plan,
     next_stage,
@@ -215,7 +217,8 @@ class _LiveSweep:
         candidate = Candidate(tuple(config["weights"]), float(config["alpha"]))
         live = _TrialLive(ot_trial.number, candidate, config.get("seed_kind"), _now())
         if config.get(RUNG_KEY) is not None:
-            live.fidelity = stored_fidelity(ot_trial.user_attrs)
+            rung = self.spec.rungs()[int(config[RUNG_KEY])]
+            live.fidelity = stored_fidelity(fidelity_attrs(rung, int(config[CANDIDATE_KEY])))
         self.live[trial_id] = live
         self._record_running(live)
         self.emit(f"trial #{live.number} started: {live.describe()}")
