@@ -161,9 +161,9 @@ class SpaceFunction:
         }
         if self.rungs is not None:
             rung = self.rungs[int(trial.user_attrs.get(RUNG_KEY, 0))]
-            candidate = int(trial.user_attrs.get(CANDIDATE_KEY, trial.number))
-            attrs.update(fidelity_attrs(rung, candidate))
-            config.update({RUNG_KEY: rung.index, CANDIDATE_KEY: candidate})
+            number = int(trial.user_attrs.get(CANDIDATE_KEY, trial.number))
+            attrs.update(fidelity_attrs(rung, number))
+            config.update({RUNG_KEY: rung.index, CANDIDATE_KEY: number})
         set_user_attrs(trial, attrs)
         return config
 
