@@ -89,17 +89,15 @@ def _key(trial: Any) -> tuple[float, ...]:
     return (*(round(w, 6) for w in trial.weights), round(trial.alpha, 6))
 
 
-def _updates(data: Any) -> int:
-    """PPO updates the stored trials ran (steps x seeds of every finished probe)."""
+def _updates(data: Any, spec: Any) -> int:
+    """PPO updates the stored trials ran: steps x seeds of every finished probe (its rung's
+    with successive halving, else the spec's full probe)."""
     total = 0
     for trial in data.trials:
-        probe = trial.fidelity or {}
-        steps = probe.get("steps")
-        repeats = probe.get("repeats")
-        if steps is None:
-            seeds = (trial.stability or {}).get("seeds") or [{}]
-            steps, repeats = max(len(trial.steps), 0), len(seeds)
-        total += int(steps) * int(repeats)
+        if trial.state not in ("complete", "failed", "pruned"):
+            continue
+        probe = trial.fidelity or {"steps": spec.probe.steps, "repeats": spec.probe.repeats}
+        total += int(probe["steps"]) * int(probe["repeats"])
     return total
 
 
@@ -130,14 +128,14 @@ def main() -> None:
     sh_hv = hypervolume(judged, full.reference_point, full.directions)
     planned_sh = probe_updates(sh_spec.rungs(), args.candidates)
     planned_full = probe_updates(full_spec.rungs(), args.candidates)
-    ran_sh, ran_full = _updates(halving), _updates(full)
+    ran_sh, ran_full = _updates(halving, sh_spec), _updates(full, full_spec)
     rungs = ", ".join(f"{r.steps}x{r.repeats}" for r in sh_spec.rungs())
     print(
         f"multifidelity: {args.candidates} candidates, rungs (steps x seeds) {rungs}, "
         f"eta {sh_spec.fidelity.eta}; full probe {args.steps}x{args.repeats}"
     )
     print(
-        f"  full sweep: {len(full.trials)} trials, front {[t.number for t in full.front()]}, "
+        f"  full sweep: {len(full.trials)} trials, front {[t.label() for t in full.front()]}, "
         f"hypervolume {full_hv:.4f}, {ran_full} probe updates, wall {full_wall:.0f} s"
     )
     print(
