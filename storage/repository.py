@@ -597,6 +597,7 @@ def upsert_trial(
     duration_s: float | None = None,
     actor_path: str | None = None,
     node: str | None = None,
+    fidelity: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Trial:
     """Create or update trial ``number`` of a sweep; safe to deliver twice.
@@ -631,6 +632,7 @@ def upsert_trial(
         "duration_s": duration_s,
         "actor_path": actor_path,
         "node": node,
+        "fidelity": None if fidelity is None else _json_safe(dict(fidelity)),
     }
     statement = _insert(session, Trial).values(values)
     always = ("weights", "alpha", "state")
