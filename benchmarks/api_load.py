@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._scratch import postgres_database  # noqa: E402
 from storage import (  # noqa: E402 - after the path set-up
     SweepStatus,
     TrialState,
@@ -284,25 +284,6 @@ async def run_load(base: str, ids: list[str], *, clients: int, duration: float) 
     if errors:
         result["first_errors"] = errors[:5]
     return result
-
-
-@contextlib.contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A scratch database on the PostgreSQL server, dropped afterwards."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"bai_bench_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(server_url).set(drivername="postgresql")
-    libpq = admin_url.render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        dispose_engines()
-        with psycopg.connect(libpq, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench(backend: str, url: str, args: argparse.Namespace, data_dir: Path) -> list[dict]:

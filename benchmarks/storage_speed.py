@@ -15,16 +15,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
-from storage import (
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._scratch import postgres_database  # noqa: E402 - after the path set-up
+from storage import (  # noqa: E402
     claim_next_sweep,
     create_sweep,
     dispose_engines,
@@ -155,20 +155,6 @@ def run(engine: Engine, *, trials: int, steps: int, repeats: int) -> dict[str, f
     }
 
 
-@contextmanager
-def _postgres_database(server_url: str) -> Iterator[str]:
-    name = f"bai_bench_{uuid.uuid4().hex[:10]}"
-    libpq = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        dispose_engines()
-        with psycopg.connect(libpq, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -190,7 +176,7 @@ def main() -> int:
         )
         dispose_engines()
     if not args.skip_postgres:
-        with _postgres_database(args.postgres) as url:
+        with postgres_database(args.postgres) as url:
             results["postgresql"] = run(
                 init_database(url), trials=args.trials, steps=args.steps, repeats=args.repeats
             )

@@ -251,6 +251,12 @@ class TrialItem(_FromAttributes):
     node: str | None = Field(
         default=None, description="Where it ran: '<node ip>/<Ray node id>' (None before it ran)."
     )
+    fidelity: dict[str, Any] | None = Field(
+        default=None,
+        description="Its successive-halving probe: {rung, steps, repeats, candidate} "
+        "(candidate: the number of the candidate's rung-0 trial); null without fidelity.",
+        examples=[{"rung": 1, "steps": 24, "repeats": 2, "candidate": 3}],
+    )
 
 
 class TrialPage(_FromAttributes):

@@ -208,6 +208,10 @@ class Trial(Base):
     actor_path: Mapped[str | None] = mapped_column(Text)
     #: Where the trial ran: ``<node ip>/<Ray node id>`` (None before it reported).
     node: Mapped[str | None] = mapped_column(String(200))
+    #: The successive-halving probe of this trial: ``{"rung", "steps", "repeats",
+    #: "candidate"}`` (``candidate``: the number of the candidate's rung-0 trial); None for a
+    #: sweep without ``fidelity``.
+    fidelity: Mapped[dict[str, Any] | None]
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials", lazy="raise")
     steps: Mapped[list[TrialStep]] = relationship(

@@ -48,7 +48,7 @@ from storage.models import (
     new_sweep_id,
     utc_now,
 )
-from storage.views import INTERRUPTED_PREFIX, front_rows, lock_sweep, mark_changed
+from storage.views import INTERRUPTED, count_of, front_rows, lock_sweep, mark_changed
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -136,11 +136,15 @@ class SweepSummary:
     trial_counts: dict[TrialState, int]
     front: Front | None
     running: list[RunningTrialProgress]
+    #: Failed trials whose run was lost or stopped (re-run on resume; part of ``failed``).
+    interrupted: int = 0
 
     @property
     def n_finished(self) -> int:
-        """Trials that completed, failed or were pruned."""
-        return sum(n for state, n in self.trial_counts.items() if state is not TrialState.RUNNING)
+        """Trials counted against the budget: completed, failed or pruned, not interrupted
+        (the same count as :func:`count_budget_trials`, the CLI and REST ``progress``)."""
+        done = sum(n for state, n in self.trial_counts.items() if state is not TrialState.RUNNING)
+        return done - self.interrupted
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -593,6 +597,7 @@ def upsert_trial(
     duration_s: float | None = None,
     actor_path: str | None = None,
     node: str | None = None,
+    fidelity: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Trial:
     """Create or update trial ``number`` of a sweep; safe to deliver twice.
@@ -627,6 +632,7 @@ def upsert_trial(
         "duration_s": duration_s,
         "actor_path": actor_path,
         "node": node,
+        "fidelity": None if fidelity is None else _json_safe(dict(fidelity)),
     }
     statement = _insert(session, Trial).values(values)
     always = ("weights", "alpha", "state")
@@ -717,13 +723,12 @@ def count_budget_trials(session: Session, *, sweep_id: str) -> int:
     lost or stopped (error starting with :data:`INTERRUPTED_PREFIX`) is re-run on resume and
     does not count.
     """
-    interrupted = and_(Trial.state == TrialState.FAILED, Trial.error.like(f"{INTERRUPTED_PREFIX}%"))
     return (
         session.scalar(
             select(func.count()).where(
                 Trial.sweep_id == sweep_id,
                 Trial.state != TrialState.RUNNING,
-                or_(Trial.error.is_(None), ~interrupted),
+                or_(Trial.error.is_(None), ~INTERRUPTED),
             )
         )
         or 0
@@ -873,21 +878,13 @@ def replace_front(
 _SWEEP_ID: BindParameter[str] = bindparam("sweep_id", type_=String)
 
 
-def _count_of(state: TrialState) -> Any:
-    return (
-        select(func.count())
-        .where(Trial.sweep_id == Sweep.id, Trial.state == state)
-        .correlate(Sweep)
-        .scalar_subquery()
-        .label(f"n_{state.value}")
-    )
-
-
 # Columns, not the entity: the summary is read, never changed, and ORM loading costs as much
 # as the query.
-_SWEEP_COUNTS_QUERY = select(*Sweep.__table__.c, *(_count_of(state) for state in TrialState)).where(
-    Sweep.id == _SWEEP_ID
-)
+_SWEEP_COUNTS_QUERY: Select[Any] = select(
+    *Sweep.__table__.c,
+    *(count_of(Trial.state == state, f"n_{state.value}") for state in TrialState),
+    count_of(INTERRUPTED, "n_interrupted"),
+).where(Sweep.id == _SWEEP_ID)
 _LATEST_STEP = (
     select(TrialStep.trial_id, func.max(TrialStep.step).label("step"))
     .join(Trial, Trial.id == TrialStep.trial_id)
@@ -982,4 +979,5 @@ def sweep_summary(session: Session, *, sweep_id: str) -> SweepSummary:
         trial_counts=counts,
         front=_load_front(session, sweep_id),
         running=running,
+        interrupted=row.n_interrupted,
     )

@@ -37,7 +37,9 @@ from storage.models import (
 )
 
 __all__ = [
+    "INTERRUPTED",
     "INTERRUPTED_PREFIX",
+    "count_of",
     "dump_body",
     "front_rows",
     "lock_sweep",
@@ -155,7 +157,8 @@ def dump_body(body: Any) -> str:
 # --- the summary -------------------------------------------------------------------------
 
 
-def _count_of(condition: Any, label: str) -> Any:
+def count_of(condition: Any, label: str) -> Any:
+    """A column ``label``: the number of the sweep's trials meeting ``condition``."""
     return (
         select(func.count())
         .where(Trial.sweep_id == Sweep.id, condition)
@@ -165,11 +168,12 @@ def _count_of(condition: Any, label: str) -> Any:
     )
 
 
-_INTERRUPTED = and_(Trial.state == TrialState.FAILED, Trial.error.like(f"{INTERRUPTED_PREFIX}%"))
+#: The condition of an interrupted trial (failed because its run was lost or stopped).
+INTERRUPTED = and_(Trial.state == TrialState.FAILED, Trial.error.like(f"{INTERRUPTED_PREFIX}%"))
 _SUMMARY_QUERY = select(
     *Sweep.__table__.c,
-    *(_count_of(Trial.state == state, f"n_{state.value}") for state in TrialState),
-    _count_of(_INTERRUPTED, "n_interrupted"),
+    *(count_of(Trial.state == state, f"n_{state.value}") for state in TrialState),
+    count_of(INTERRUPTED, "n_interrupted"),
     ParetoFront.revision,
     ParetoFront.hypervolume,
     ParetoFront.updated_at.label("front_updated_at"),

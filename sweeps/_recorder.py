@@ -101,6 +101,7 @@ class Recorder:
         seed_kind: str | None,
         started_at: datetime,
         node: str | None = None,
+        fidelity: Mapping[str, Any] | None = None,
     ) -> None:
         """A trial began (state ``running``)."""
         self._submit(
@@ -116,6 +117,7 @@ class Recorder:
                     seed_kind=seed_kind,
                     started_at=started_at,
                     node=node,
+                    fidelity=fidelity,
                 ),
             )
         )

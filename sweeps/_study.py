@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps._optuna_search import TrialVerdict, retry_storage
 from sweeps.constraints import constraints_from_result, set_trial_constraints
+from sweeps.fidelity import Probe, Rung, RungPlan, next_rung
 from sweeps.search_space import SearchSpace, make_sampler
 from sweeps.spec import SweepSpec
 
@@ -47,6 +48,10 @@ logger = logging.getLogger(__name__)
 INTERRUPTED_ATTR = "interrupted"
 #: Optuna study user attribute set once the seed points were enqueued.
 SEEDED_ATTR = "seed_points_enqueued"
+#: Config key and Optuna user attribute of a trial's successive-halving rung.
+RUNG_KEY = "rung"
+#: Optuna user attribute of a trial's candidate (the number of its rung-0 trial).
+CANDIDATE_KEY = "candidate"
 #: Result prefixes copied into Optuna user attributes (shown by optuna-dashboard).
 DASHBOARD_PREFIXES = ("stability/", "benchmarks/", "probe/", "timings/", "placement/")
 
@@ -69,11 +74,7 @@ def study_storage(database_url: str) -> optuna.storages.RDBStorage:
 
 def finished_count(study: optuna.Study) -> int:
     """Trials counted against the budget: finished, not interrupted."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if t.state in _FINISHED and not t.user_attrs.get(INTERRUPTED_ATTR)
-    )
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
 
 
 @dataclass
@@ -160,10 +161,14 @@ def _fail_orphans(
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
-    """Enqueue an interrupted trial's ratios again (same seed kind, ``retry_of`` its number)."""
+    """Enqueue an interrupted trial's ratios again (same seed kind, ``retry_of`` its number;
+    a promoted candidate's retry keeps its rung and candidate)."""
     attrs: dict[str, Any] = {"retry_of": trial.number}
     if trial.user_attrs.get("seed_kind"):
         attrs["seed_kind"] = trial.user_attrs["seed_kind"]
+    if trial.user_attrs.get(RUNG_KEY):
+        attrs[RUNG_KEY] = trial.user_attrs[RUNG_KEY]
+        attrs[CANDIDATE_KEY] = trial.user_attrs[CANDIDATE_KEY]
     if trial.params:
         study.enqueue_trial(dict(trial.params), user_attrs=attrs)
 
@@ -198,9 +203,90 @@ def finished_rows(sweep_study: SweepStudy) -> list[dict[str, Any]]:
                 "started_at": _aware(trial.datetime_start),
                 "finished_at": _aware(trial.datetime_complete),
                 "node": attrs.get("placement/node"),
+                "fidelity": stored_fidelity(attrs),
             }
         )
     return rows
+
+
+def fidelity_attrs(rung: Rung, candidate: int) -> dict[str, int]:
+    """The Optuna user attributes (and our trial row's ``fidelity``) of a probe at ``rung``."""
+    return {
+        RUNG_KEY: rung.index,
+        "probe_steps": rung.steps,
+        "probe_repeats": rung.repeats,
+        CANDIDATE_KEY: int(candidate),
+    }
+
+
+def stored_fidelity(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    """Our trial row's ``fidelity`` from an Optuna trial's user attributes (None without)."""
+    if RUNG_KEY not in attrs:
+        return None
+    return {
+        "rung": int(attrs[RUNG_KEY]),
+        "steps": int(attrs["probe_steps"]),
+        "repeats": int(attrs["probe_repeats"]),
+        "candidate": int(attrs[CANDIDATE_KEY]),
+    }
+
+
+def _counted(trial: FrozenTrial) -> bool:
+    return trial.state in _FINISHED and not trial.user_attrs.get(INTERRUPTED_ATTR)
+
+
+def ladder_probes(sweep_study: SweepStudy) -> list[Probe]:
+    """The study's counted probe runs as :func:`sweeps.fidelity.next_rung` reads them."""
+    needed = set(sweep_study.space.param_names)
+    probes = []
+    for trial in sweep_study.study.get_trials(deepcopy=False):
+        if not _counted(trial) or not needed <= set(trial.params):
+            continue
+        attrs = trial.user_attrs
+        values = None
+        if trial.state is TrialState.COMPLETE and trial.values:
+            values = tuple(float(v) for v in trial.values)
+        feasible = all(v <= 0 for v in constraints_from_result(attrs).values())
+        rung = int(attrs.get(RUNG_KEY, 0))
+        candidate = int(attrs.get(CANDIDATE_KEY, trial.number))
+        probes.append(Probe(trial.number, candidate, rung, values, feasible))
+    return probes
+
+
+def ladder_plan(sweep_study: SweepStudy) -> RungPlan | None:
+    """The rung the sweep is at, derived from its finished trials (None: the ladder is done).
+
+    Without successive halving the ladder is one rung of ``search.n_trials`` probes.
+    """
+    spec = sweep_study.spec
+    return next_rung(
+        ladder_probes(sweep_study), spec.rungs(), spec.directions, candidates=spec.search.n_trials
+    )
+
+
+def next_stage(sweep_study: SweepStudy) -> RungPlan | None:
+    """:func:`ladder_plan`, with the rung's promoted candidates not yet probed nor waiting
+    enqueued (fixed ratios, their rung and candidate as user attributes): calling it again
+    enqueues nothing twice."""
+    study = sweep_study.study
+    plan = ladder_plan(sweep_study)
+    if plan is None or plan.rung.index == 0:
+        return plan
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    waiting = {
+        t.user_attrs.get(CANDIDATE_KEY)
+        for t in trials.values()
+        if t.state is TrialState.WAITING and t.user_attrs.get(RUNG_KEY) == plan.rung.index
+    }
+    for candidate in plan.missing:
+        if candidate in waiting:
+            continue
+        source = trials[candidate]
+        attrs: dict[str, Any] = {RUNG_KEY: plan.rung.index, CANDIDATE_KEY: candidate}
+        if source.user_attrs.get("seed_kind"):
+            attrs["seed_kind"] = source.user_attrs["seed_kind"]
+        study.enqueue_trial(dict(source.params), user_attrs=attrs)
+    return plan
 
 
 def _aware(moment: datetime | None) -> datetime | None:

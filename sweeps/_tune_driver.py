@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,9 @@ from ray import tune
 
 from sweeps._optuna_search import ERROR_KEY, FINAL_KEY, BaiOptunaSearch, TrialVerdict
 from sweeps._ray_mode import check_ray_address
+from sweeps._study import CANDIDATE_KEY, RUNG_KEY, fidelity_attrs, set_user_attrs
 from sweeps.exceptions import SweepRunError
+from sweeps.fidelity import Rung, spec_at
 from sweeps.search_space import Candidate, SearchSpace
 from sweeps.spec import SweepSpec
 
@@ -95,7 +97,7 @@ def tune_trainable(
     """Ray Tune function trainable: one trial, per-step and final results via ``tune.report``."""
     from sweeps.trial import run_trial
 
-    spec = SweepSpec.model_validate(spec_json)
+    spec = rung_spec(SweepSpec.model_validate(spec_json), config.get(RUNG_KEY))
     candidate = Candidate(tuple(float(w) for w in config["weights"]), float(config["alpha"]))
     placement = _placement()
     missing = missing_paths(spec)
@@ -130,16 +132,40 @@ def tune_trainable(
     )
 
 
-class SpaceFunction:
-    """Optuna define-by-run space: samples a candidate, returns weights and seed kind too."""
+def rung_spec(spec: SweepSpec, rung: int | None) -> SweepSpec:
+    """The spec a trial of ``rung`` runs with (``spec`` itself without successive halving)."""
+    if rung is None or not spec.fidelity.enabled:
+        return spec
+    return spec_at(spec, spec.rungs()[rung])
 
-    def __init__(self, space: SearchSpace) -> None:
+
+class SpaceFunction:
+    """Optuna define-by-run space: samples a candidate, returns weights and seed kind too.
+
+    With successive halving (``rungs``) the trial's rung comes from its enqueued user
+    attributes (a promoted candidate) or is 0 (sampled or seeded); the rung, its probe steps
+    and seeds and the candidate (the rung-0 trial's number) are set as user attributes and
+    passed to the trainable (:data:`RUNG_KEY`).
+    """
+
+    def __init__(self, space: SearchSpace, rungs: Sequence[Rung] | None = None) -> None:
         self.space = space
+        self.rungs = list(rungs) if rungs else None
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         candidate = self.space.suggest(trial)
-        trial.set_user_attr("weights", list(candidate.weights))
-        return {"weights": list(candidate.weights), "seed_kind": trial.user_attrs.get("seed_kind")}
+        attrs: dict[str, Any] = {"weights": list(candidate.weights)}
+        config = {
+            "weights": list(candidate.weights),
+            "seed_kind": trial.user_attrs.get("seed_kind"),
+        }
+        if self.rungs is not None:
+            rung = self.rungs[int(trial.user_attrs.get(RUNG_KEY, 0))]
+            number = int(trial.user_attrs.get(CANDIDATE_KEY, trial.number))
+            attrs.update(fidelity_attrs(rung, number))
+            config.update({RUNG_KEY: rung.index, CANDIDATE_KEY: number})
+        set_user_attrs(trial, attrs)
+        return config
 
 
 # --- the links from Tune to the live run ----------------------------------------------

@@ -13,25 +13,18 @@ pure functions over plain data (nothing here knows Ray, Optuna or the database):
   lower, and so on — a low-fidelity score never outranks a high-fidelity one;
 - :func:`spec_at` is the spec a rung's trial runs with.
 
-How the runner will call it (not wired yet)::
-
-    rungs = schedule(spec.fidelity, steps=spec.probe.steps, repeats=spec.probe.repeats)
-    active = [sampled or seeded candidates, search.n_trials of them]
-    reached = {}
-    for rung in rungs:
-        rung_spec = spec_at(spec, rung)
-        scores = {c: run_trial(rung_spec, c).objectives for c in active}  # as Ray Tune trials
-        reached.update({c: (rung.index, [s[n] for n in spec.objective_names])
-                        for c, s in scores.items()})
-        if rung.index == len(rungs) - 1:
-            break
-        active = promote({c: reached[c][1] for c in active}, spec.directions, eta=rung.eta)
-    ranking = final_ranking(reached, spec.directions)
-
-Only top-rung results should be told to Optuna as the objectives of record (or every rung's,
-with the rung stored as a trial attribute, so the front is computed on the highest fidelity
-reached); :func:`probe_updates` counts the PPO updates a schedule spends, for the comparison
-with a full-fidelity sweep (``benchmarks/multifidelity.py``).
+How the runner calls it (:mod:`sweeps.runner`, through :func:`sweeps._study.next_stage`):
+each probe is one Optuna / Ray Tune trial recording its rung and its *candidate* (the number
+of the candidate's rung-0 trial). Before each stage the runner derives the state of the
+ladder from the finished trials alone (:func:`next_rung`), so a sweep killed mid-rung resumes
+where it was: rung 0 samples ``search.n_trials`` candidates (seed points first, as without
+fidelity); once every probe of a rung finished, the candidates :func:`promote` keeps among
+its complete ones (feasible first) are enqueued with fixed ratios for the next rung's probe.
+Every rung's values are told to Optuna with the rung as a user attribute; the front, the
+recommendation and the nightly comparison use the top rung reached only
+(:meth:`sweeps.reports.SweepReportData.scored_trials`, the first group of
+:func:`final_ranking`). :func:`probe_updates` counts the PPO updates a schedule spends, for
+the comparison with a full-fidelity sweep (``benchmarks/multifidelity.py``).
 """
 
 from __future__ import annotations
@@ -47,10 +40,14 @@ if TYPE_CHECKING:
     from sweeps.spec import FidelitySpec, SweepSpec
 
 __all__ = [
+    "Probe",
     "Rung",
+    "RungPlan",
     "crowding_distances",
     "final_ranking",
+    "next_rung",
     "non_dominated_ranks",
+    "planned_runs",
     "probe_updates",
     "promote",
     "promotion_count",
@@ -206,3 +203,80 @@ def spec_at(spec: SweepSpec, rung: Rung) -> SweepSpec:
     """``spec`` with the probe of ``rung`` (its steps and seeds)."""
     probe = spec.probe.model_copy(update={"steps": rung.steps, "repeats": rung.repeats})
     return spec.model_copy(update={"probe": probe})
+
+
+def planned_runs(rungs: Sequence[Rung], candidates: int) -> int:
+    """Probe runs (trials) a successive-halving sweep of ``candidates`` plans: the trial
+    budget when every probe completes (a rung whose probes failed promotes fewer)."""
+    total = 0
+    active = candidates
+    for rung in rungs:
+        total += active
+        active = promotion_count(active, rung.eta)
+    return total
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A finished probe run (trial) as the ladder sees it."""
+
+    number: int
+    #: The number of the candidate's rung-0 trial.
+    candidate: int
+    rung: int
+    #: Objective means, None unless the probe completed with finite values.
+    values: tuple[float, ...] | None
+    feasible: bool = True
+
+
+@dataclass(frozen=True)
+class RungPlan:
+    """The rung a sweep is at: what it still has to probe there."""
+
+    rung: Rung
+    #: Probe runs this rung holds in all.
+    planned: int
+    #: Probe runs of this rung finished so far.
+    finished: int
+    #: Candidates promoted into this rung (best first; empty at rung 0, which samples).
+    promoted: list[int]
+    #: Promoted candidates without a finished probe at this rung yet.
+    missing: list[int]
+
+
+def next_rung(
+    probes: Sequence[Probe],
+    rungs: Sequence[Rung],
+    directions: Sequence[Direction],
+    *,
+    candidates: int,
+) -> RungPlan | None:
+    """The first rung with probes left, from the finished probes alone (None: all done).
+
+    Rung 0 holds ``candidates`` probes. A finished rung promotes
+    :func:`promotion_count` of its probes from its complete ones, the feasible first (each
+    group in :func:`promote`'s order); nothing promoted ends the ladder early.
+    """
+    promoted: list[int] = []
+    for rung in rungs:
+        here = [p for p in probes if p.rung == rung.index]
+        planned = candidates if rung.index == 0 else len(promoted)
+        done = {p.candidate for p in here}
+        missing = [c for c in promoted if c not in done]
+        if len(here) < planned:
+            return RungPlan(rung, planned, len(here), promoted, missing)
+        if rung.index == len(rungs) - 1:
+            return None
+        keep = promotion_count(planned, rung.eta)
+        scored = sorted(
+            ((p, p.values) for p in here if p.values is not None), key=lambda s: s[0].candidate
+        )
+        promoted = []
+        for feasible in (True, False):
+            group = {p.candidate: values for p, values in scored if p.feasible is feasible}
+            if group:
+                promoted += promote(group, directions, eta=rung.eta, count=len(group))
+        promoted = promoted[:keep]
+        if not promoted:
+            return None
+    return None

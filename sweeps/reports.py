@@ -16,6 +16,7 @@ import html
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,8 @@ RECOMMENDATION_RULE = (
 )
 
 _COLUMN_LEGEND = {
+    "rung": "rung: the successive-halving rung of the probe (the front holds the top rung "
+    "reached only: briefer probes of lower rungs never compete with it).",
     "correctness_retention": "correctness_retention: share of correct rollout answers over the "
     "probe's last window against its first (capped at 1; mean over seeds).",
     "forgetting_init": "forgetting_init / forgetting_after: mean score drop versus the base "
@@ -102,6 +105,13 @@ class TrialRecord:
     error: str | None = None
     finished_at: datetime | None = None
     duration_s: float | None = None
+    #: Its successive-halving probe ``{rung, steps, repeats, candidate}``, None without.
+    fidelity: dict[str, int] | None = None
+
+    @property
+    def rung(self) -> int:
+        """Its successive-halving rung (0 without fidelity)."""
+        return int((self.fidelity or {}).get("rung", 0))
 
     def values(self, objectives: Sequence[ObjectiveInfo]) -> tuple[float, ...] | None:
         """The objective values in ``objectives`` order, or None unless complete and finite."""
@@ -160,7 +170,8 @@ class TrialRecord:
     def label(self) -> str:
         """``#3 w=(0.50, 0.50) a=0.20``."""
         weights = ", ".join(f"{w:.2f}" for w in self.weights)
-        return f"#{self.number} w=({weights}) a={self.alpha:.2f}"
+        rung = f" rung {self.rung}" if self.fidelity else ""
+        return f"#{self.number} w=({weights}) a={self.alpha:.2f}{rung}"
 
 
 @dataclass(frozen=True)
@@ -188,13 +199,35 @@ class SweepReportData:
         return [o.reference for o in self.objectives]
 
     def scored_trials(self) -> list[tuple[TrialRecord, tuple[float, ...]]]:
-        """Complete trials with finite values for every objective, in trial-number order."""
+        """Complete trials with finite values for every objective, in trial-number order, at
+        the top rung reached (successive halving: a lower rung's briefer probes never compete
+        with it; see :func:`sweeps.fidelity.final_ranking`). Every front, hypervolume, tie
+        set, recommendation and nightly comparison is computed on these."""
         out = []
         for trial in sorted(self.trials, key=lambda t: t.number):
             values = trial.values(self.objectives)
             if values is not None:
                 out.append((trial, values))
-        return out
+        top = max((trial.rung for trial, _ in out), default=0)
+        return [(trial, values) for trial, values in out if trial.rung == top]
+
+    def rung_lines(self) -> list[str]:
+        """Per rung of a successive-halving sweep: its probes, their steps and seeds."""
+        rungs: dict[int, list[TrialRecord]] = {}
+        for trial in self.trials:
+            if trial.fidelity:
+                rungs.setdefault(trial.rung, []).append(trial)
+        lines = []
+        for rung, trials in sorted(rungs.items()):
+            f = trials[0].fidelity or {}
+            counts = ", ".join(
+                f"{n} {state}" for state, n in sorted(Counter(t.state for t in trials).items())
+            )
+            lines.append(
+                f"rung {rung}: {len(trials)} probe runs of {f.get('steps')} steps x "
+                f"{f.get('repeats')} seeds ({counts})"
+            )
+        return lines
 
     def feasible_trials(self) -> list[tuple[TrialRecord, tuple[float, ...]]]:
         """The scored trials that met every constraint."""
@@ -277,12 +310,14 @@ class SweepReportData:
                 t.number,
             )
         )
-        history, values = [], []
+        history = []
+        values: dict[int, list[tuple[float, ...]]] = {}  # by rung: the top rung's counts
         for count, trial in enumerate(finished, start=1):
             value = trial.values(self.objectives)
             if value is not None and trial.feasible():
-                values.append(value)
-            history.append((count, hypervolume(values, self.reference_point, self.directions)))
+                values.setdefault(trial.rung, []).append(value)
+            top = values[max(values)] if values else []
+            history.append((count, hypervolume(top, self.reference_point, self.directions)))
         return history
 
     def best_values(self) -> dict[str, float]:
@@ -352,6 +387,7 @@ class Report:
                 "error": data.error,
                 "n_trials": data.n_trials,
                 "counts": data.counts(),
+                "rungs": data.rung_lines(),
                 "objectives": [
                     {"name": o.name, "direction": o.direction, "reference": o.reference}
                     for o in data.objectives
@@ -386,8 +422,10 @@ class Report:
         ]
         forecasts = any(t.reward_asymptote() for t in self.front)
         forecast_keys = ["reward_asymptote"] if forecasts else []
+        rungs = ["rung"] if any(t.fidelity for t in self.front) else []
         header = [
             "trial",
+            *rungs,
             "kind",
             "weights",
             "alpha",
@@ -405,6 +443,7 @@ class Report:
             rows.append(
                 [
                     f"#{trial.number}",
+                    *(str(trial.rung) for _ in rungs),
                     trial.seed_kind or "sampled",
                     "(" + ", ".join(f"{w:.3f}" for w in trial.weights) + ")",
                     f"{trial.alpha:.3f}",
@@ -429,6 +468,7 @@ class Report:
             f"- sweep id: `{data.sweep_id}`",
             f"- status: **{data.status}**" + (f" ({data.error})" if data.error else ""),
             f"- trials: {len(data.trials)} of {data.n_trials} ({counts or 'none'})",
+            *(f"- successive halving, {line}" for line in data.rung_lines()),
             "- objectives: "
             + ", ".join(
                 f"{o.name} ({o.direction}, reference {o.reference:g})" for o in data.objectives
@@ -545,7 +585,8 @@ class Report:
             f"<h1>Sweep report: {esc(data.name)}</h1>"
             f"<p>id <code>{esc(data.sweep_id)}</code> · status <b>{esc(data.status)}</b>{error}"
             f" · {len(data.trials)} of {data.n_trials} trials ({esc(counts or 'none')})"
-            f" · hypervolume <b>{self.hypervolume:.4f}</b>"
+            + "".join(f" · {esc(line)}" for line in data.rung_lines())
+            + f" · hypervolume <b>{self.hypervolume:.4f}</b>"
             f"{esc(_interval_note(self.hypervolume_interval))}</p>"
             "<h2>Recommendation</h2><ul>"
             + "".join(
@@ -1025,4 +1066,5 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "reward_forecast": stability.get("reward_forecast"),
         "error": trial.error,
         "duration_s": trial.duration_s,
+        "fidelity": trial.fidelity,
     }

@@ -49,6 +49,7 @@ def trial_record(trial: Trial, *, with_steps: bool = False) -> TrialRecord:
         error=trial.error,
         finished_at=trial.finished_at,
         duration_s=trial.duration_s,
+        fidelity=trial.fidelity,
     )
 
 

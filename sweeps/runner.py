@@ -48,14 +48,20 @@ from sweeps._optuna_search import (
 from sweeps._ray_mode import check_ray_address
 from sweeps._recorder import Recorder, RecorderError
 from sweeps._study import (
+    CANDIDATE_KEY,
     INTERRUPTED_ATTR,
+    RUNG_KEY,
     STATE_NAMES,
     SweepStudy,
     curves_missing,
     decorate_trial,
+    fidelity_attrs,
     finished_rows,
+    ladder_plan,
+    next_stage,
     open_study,
     requeue,
+    stored_fidelity,
     study_storage,
     upload_trial_curves,
 )
@@ -68,6 +74,7 @@ from sweeps._tune_driver import (
     run_tuner,
 )
 from sweeps.exceptions import SweepRunError, SweepsError
+from sweeps.fidelity import RungPlan
 from sweeps.memory_plan import check_trial_memory
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
@@ -95,6 +102,8 @@ class SweepProgress:
     """A snapshot of a running sweep, passed to the ``progress`` callback."""
 
     sweep_id: str
+    #: The trial budget: probe runs, every rung's with successive halving
+    #: (:meth:`SweepSpec.trial_budget`).
     n_trials: int
     #: Trials counted against the budget (complete, failed or pruned, not interrupted).
     finished: int
@@ -135,6 +144,16 @@ class _TrialLive:
     started_at: datetime
     node: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
+    #: Its successive-halving probe (``Trial.fidelity``), None without.
+    fidelity: dict[str, int] | None = None
+
+    def describe(self) -> str:
+        """``w=(...) a=0.20`` and, with successive halving, its rung."""
+        label = self.candidate.label()
+        if self.fidelity is None:
+            return label
+        f = self.fidelity
+        return f"{label} rung {f['rung']} ({f['steps']} steps x {f['repeats']} seeds)"
 
 
 class _LiveSweep:
@@ -197,9 +216,12 @@ class _LiveSweep:
             raise SweepRunError(f"Tune started trial {trial_id} that Optuna never proposed")
         candidate = Candidate(tuple(config["weights"]), float(config["alpha"]))
         live = _TrialLive(ot_trial.number, candidate, config.get("seed_kind"), _now())
+        if config.get(RUNG_KEY) is not None:
+            rung = self.spec.rungs()[int(config[RUNG_KEY])]
+            live.fidelity = stored_fidelity(fidelity_attrs(rung, int(config[CANDIDATE_KEY])))
         self.live[trial_id] = live
         self._record_running(live)
-        self.emit(f"trial #{live.number} started: {candidate.label()}")
+        self.emit(f"trial #{live.number} started: {live.describe()}")
 
     def _record_running(self, live: _TrialLive) -> None:
         self.recorder.trial_started(
@@ -209,6 +231,7 @@ class _LiveSweep:
             seed_kind=live.seed_kind,
             started_at=live.started_at,
             node=live.node,
+            fidelity=live.fidelity,
         )
 
     def trial_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
@@ -273,6 +296,7 @@ class _LiveSweep:
             finished_at=finished_at,
             duration_s=(finished_at - live.started_at).total_seconds(),
             node=live.node or placement.get("node"),
+            fidelity=live.fidelity,
         )
         if live.steps:
             from sweeps.reports import TrialRecord  # matplotlib: imported once trials end
@@ -285,6 +309,7 @@ class _LiveSweep:
                     state=state,
                     seed_kind=live.seed_kind,
                     steps=live.steps,
+                    fidelity=live.fidelity,
                 )
             )
         if not (verdict.reason or "").startswith("interrupted"):
@@ -387,12 +412,34 @@ def _execute(
     run.optuna_study = study.study
     _restore_curves(run, study)
     run.finished_before = study.finished()
+    stage = retry_storage(lambda: next_stage(study), "planning the rung")
     remaining = run.n_trials - run.finished_before
     run.emit(f"resuming with {remaining} trials left" if run.finished_before else "starting")
-    if remaining <= 0:
+    if stage is None:
         return _final_status(run, study)
+    started_ray = ensure_ray(ray_address)
+    try:
+        while stage is not None and not run.should_stop():
+            _run_stage(run, study, stage, data_dir=data_dir, trust=trust)
+            done, stage = stage, retry_storage(lambda: next_stage(study), "planning the rung")
+            if stage is not None and (stage.rung, stage.finished) == (done.rung, done.finished):
+                break  # no probe of the stage was counted: _final_status says what is missing
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return _final_status(run, study)
+
+
+def _run_stage(
+    run: _LiveSweep, study: SweepStudy, stage: RungPlan, *, data_dir: Path, trust: bool
+) -> None:
+    """Run the probes left at ``stage``'s rung through one Tuner (every rung-0 candidate is
+    sampled or seeded; a later rung's are enqueued by :func:`next_stage`)."""
+    spec = run.spec
     searcher = BaiOptunaSearch(
-        SpaceFunction(study.space),
+        SpaceFunction(study.space, spec.rungs() if spec.fidelity.enabled else None),
         objectives=spec.objective_names,
         directions=spec.directions,
         sampler=study.sampler(),
@@ -401,15 +448,22 @@ def _execute(
         before_tell=SinkBeforeTell(run),
     )
     run.searcher = searcher
-    started_ray = ensure_ray(ray_address)
+    left = stage.planned - stage.finished
+    if spec.fidelity.enabled:
+        rung = stage.rung
+        run.emit(
+            f"rung {rung.index}: {left} of {stage.planned} probes left "
+            f"({rung.steps} steps x {rung.repeats} seeds)"
+        )
     try:
         run_tuner(
             spec=spec,
             searcher=searcher,
             sink=run,
-            num_samples=remaining,
+            num_samples=left,
             results_dir=data_dir / "ray-results",
-            name=f"sweep-{run.sweep_id}",
+            name=f"sweep-{run.sweep_id}"
+            + (f"-rung{stage.rung.index}" if spec.fidelity.enabled else ""),
             trust_remote_code=trust,
         )
     finally:
@@ -423,11 +477,6 @@ def _execute(
                 if trial_id in searcher.verdicts:
                     run.trial_finished(trial_id, {}, None)
             study.interrupt_running(STOPPED_RUN)
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-    return _final_status(run, study)
 
 
 def _restore_curves(run: _LiveSweep, study: SweepStudy) -> None:
@@ -480,8 +529,8 @@ def _final_status(run: _LiveSweep, study: SweepStudy) -> tuple[RunEnd, str | Non
         return stopped
     if run.recorder.error is not None:
         return RunEnd.FAILED, f"results could not be stored: {run.recorder.error}"
-    finished = study.finished()
-    if finished < run.n_trials:
+    if retry_storage(lambda: ladder_plan(study), "planning the rung") is not None:
+        finished = study.finished()
         return RunEnd.FAILED, f"only {finished} of {run.n_trials} trials finished"
     if not study.any_complete():
         return RunEnd.FAILED, "no trial completed (see the trials' errors)"

@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -46,6 +46,9 @@ from sweeps.search_space import (
     SeedPoint,
     dedupe_seed_points,
 )
+
+if TYPE_CHECKING:
+    from sweeps.fidelity import Rung
 
 ObjectiveName = Literal[
     "stability", "benchmark", "benchmark_after", "reward_gain", "kl", "forgetting"
@@ -289,8 +292,8 @@ class NightlySpec(_Frozen):
 class FidelitySpec(_Frozen):
     """Successive halving (see :mod:`sweeps.fidelity`): probe every candidate briefly, promote
     the best ``1/eta`` by non-dominated rank to longer probes on more seeds, rank on the highest
-    fidelity reached. The last rung is the spec's own ``probe.steps`` and ``probe.repeats``.
-    Validated here; the runner does not run rungs yet."""
+    fidelity reached. The last rung is the spec's own ``probe.steps`` and ``probe.repeats``;
+    ``search.n_trials`` counts the candidates of rung 0 (see :meth:`SweepSpec.trial_budget`)."""
 
     enabled: bool = False
     rungs: int = Field(default=3, ge=2, le=8, description="Fidelity levels, the last full.")
@@ -306,15 +309,6 @@ class FidelitySpec(_Frozen):
     min_repeats: int = Field(
         default=1, ge=1, le=64, description="Seeds at the lowest rung (growing to probe.repeats)."
     )
-
-    def not_run_warning(self) -> str | None:
-        """A warning while ``enabled`` asks for what the runner does not do yet, else None."""
-        if not self.enabled:
-            return None
-        return (
-            "fidelity.enabled: successive halving is validated but the runner does not run "
-            "rungs yet; every candidate gets the full probe"
-        )
 
     def resolved_min_steps(self, steps: int) -> int:
         """``min_steps``, defaulted from the full probe's ``steps``."""
@@ -369,6 +363,25 @@ class SweepSpec(_Frozen):
     export_front: bool = Field(
         default=False, description="Write the merged actors of the final Pareto front to disk."
     )
+
+    def trial_budget(self) -> int:
+        """Trials (probe runs) the sweep plans: ``search.n_trials``, or with successive halving
+        the rung-0 candidates plus every promotion (:func:`sweeps.fidelity.planned_runs`).
+        The sweep's stored ``n_trials`` and every progress count use this unit."""
+        if not self.fidelity.enabled:
+            return self.search.n_trials
+        from sweeps.fidelity import planned_runs
+
+        return planned_runs(self.rungs(), self.search.n_trials)
+
+    def rungs(self) -> list[Rung]:
+        """The fidelity rungs (:func:`sweeps.fidelity.schedule`); one full rung without
+        successive halving."""
+        from sweeps.fidelity import Rung, schedule
+
+        if not self.fidelity.enabled:
+            return [Rung(0, self.probe.steps, self.probe.repeats, self.fidelity.eta)]
+        return schedule(self.fidelity, steps=self.probe.steps, repeats=self.probe.repeats)
 
     @field_validator("objectives")
     @classmethod

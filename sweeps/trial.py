@@ -579,11 +579,9 @@ def run_trial(
         benchmark=benchmark.benchmark,
     )
     stability["constraints"] = constraints
-    warnings = [
-        w for w in (spec.probe.short_window_warning(), spec.fidelity.not_run_warning()) if w
-    ]
-    if warnings:
-        stability["warnings"] = warnings
+    warning = spec.probe.short_window_warning()
+    if warning:
+        stability["warnings"] = [warning]
     first = seeds[0]
     benchmarks: dict[str, Any] = {
         "benchmark": benchmark.benchmark,

@@ -2,18 +2,23 @@
 
 Any test may use them: ``make_checkpoint`` saves one model (Llama-style or Qwen2, tied or untied
 embeddings, single-file or sharded, bf16/fp16/fp32) with a small character-level tokenizer and a
-generation config; ``make_family`` saves a base and N SFT checkpoints of the same shape.
+generation config; ``make_family`` saves a base and N SFT checkpoints of the same shape;
+``make_reward_model`` a one-label sequence classifier; ``make_probe_inputs`` what a probe reads
+(an actor, a reward model and a prompts file).
 """
 
 from __future__ import annotations
 
+import json
 import string
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     GenerationConfig,
     LlamaConfig,
     PreTrainedTokenizerFast,
@@ -147,3 +152,33 @@ def make_family(
         for index in range(n_sft)
     ]
     return base, sfts
+
+
+def make_reward_model(path: str | Path, *, seed: int = 11) -> Path:
+    """A tiny random sequence-classification reward model (one label) with its tokenizer."""
+    path = Path(path)
+    config = tiny_config()
+    config.num_labels = 1
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def make_probe_inputs(
+    root: str | Path,
+    prompts: Iterable[Mapping[str, object]],
+    *,
+    actor_seed: int,
+    reward_seed: int,
+) -> dict[str, Path]:
+    """A float32 actor, a reward model and a JSONL file of ``prompts`` under ``root``.
+
+    Returns the paths by role: ``actor``, ``reward`` and ``prompts``.
+    """
+    root = Path(root)
+    actor = make_checkpoint(root / "actor", dtype=torch.float32, seed=actor_seed)
+    reward = make_reward_model(root / "reward", seed=reward_seed)
+    path = root / "prompts.jsonl"
+    path.write_text("".join(json.dumps(dict(row)) + "\n" for row in prompts))
+    return {"actor": actor, "reward": reward, "prompts": path}

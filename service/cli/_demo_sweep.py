@@ -16,7 +16,7 @@ DEMO_SWEEP: dict[str, Any] = {
     "search": {
         "alpha": [0.0, 1.0],
         "weights": "simplex",
-        "n_trials": 6,
+        "n_trials": 8,
         "sampler": "tpe",
         "seed": 0,
         "seed_points": ["baselines", {"alpha": 0.2}, {"alpha": 0.5}],
@@ -44,6 +44,9 @@ DEMO_SWEEP: dict[str, Any] = {
     },
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent_trials": 2},
     "nightly": {"tolerance": 0.02},
+    # Successive halving: 8 candidates probed for 2 updates, the best 2 (by non-dominated
+    # rank) for the full 8; the front and the recommendation use those 2 only.
+    "fidelity": {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 2},
 }
 
 

@@ -87,7 +87,7 @@ def run_synchronously(
             engine,
             name=spec.name,
             spec=spec.to_json_dict(),
-            n_trials=spec.search.n_trials,
+            n_trials=spec.trial_budget(),
             worker_id=default_worker_id(),
             holder_alive=lambda sweep: holder_alive(sweep, stale_after=settings.stale_after),
             heartbeat_interval=settings.heartbeat_interval,
@@ -95,8 +95,7 @@ def run_synchronously(
         )
     verb = "resuming" if lease.resumed else "running"
     console.print(
-        f"{verb} sweep {lease.sweep_id} ({spec.name}, {spec.search.n_trials} trials) on "
-        f"{display_url(url)}",
+        f"{verb} sweep {lease.sweep_id} ({spec.name}, {_budget(spec)}) on {display_url(url)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -117,10 +116,10 @@ def run_synchronously(
             if console.is_terminal:
                 columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
                 with Progress(*columns, console=console, transient=True) as bar:
-                    options["progress"] = _ProgressView(bar, spec.search.n_trials)
+                    options["progress"] = _ProgressView(bar, spec.trial_budget())
                     outcome = run_sweep(**options)
             else:
-                options["progress"] = _ProgressView(None, spec.search.n_trials)
+                options["progress"] = _ProgressView(None, spec.trial_budget())
                 outcome = run_sweep(**options)
             lease.settle(outcome.status, outcome.error)
     finally:
@@ -162,3 +161,13 @@ def print_summary(result: SessionResult) -> None:
             front.add_row(*row)
         console.print(front)
     console.print(f"report: {result.directory / 'report.md'}", highlight=False, soft_wrap=True)
+
+
+def _budget(spec: SweepSpec) -> str:
+    """``6 trials``, or with successive halving ``13 trials (probe runs) for 9 candidates``."""
+    if not spec.fidelity.enabled:
+        return f"{spec.search.n_trials} trials"
+    return (
+        f"{spec.trial_budget()} trials (probe runs) for {spec.search.n_trials} candidates "
+        f"over {len(spec.rungs())} rungs"
+    )

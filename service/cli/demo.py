@@ -3,8 +3,8 @@
 ``bai-sweep demo build`` only builds the world and prints its scores and precondition gates.
 ``bai-sweep demo`` builds it too, BAI-merges its checkpoints in memory and compares the greedy
 answers (K and R) of base, both SFT models and the BAI actor on the probe prompts, then runs
-a 6-trial sweep on the world (``service.cli._demo_sweep``) and prints its Pareto front and
-where its report is.
+a successive-halving sweep on the world (``service.cli._demo_sweep``) and prints its Pareto
+front and where its report is.
 """
 
 from __future__ import annotations

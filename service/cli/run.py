@@ -79,9 +79,9 @@ def run(
             trust_remote_code=settings.trust_remote_code,
             local_devices=settings.ray_address is None,
         )
-        for warning in (spec.probe.short_window_warning(), spec.fidelity.not_run_warning()):
-            if warning:
-                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        warning = spec.probe.short_window_warning()
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         engine = init_database(settings.resolved_database_url)
     use_warm_start = spec.nightly.warm_start if warm_start is None else warm_start
     with user_errors(), session_scope(engine, read_only=True) as session:

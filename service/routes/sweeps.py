@@ -128,7 +128,7 @@ def create_sweep(
             session,
             name=checked.name,
             spec=checked.to_json_dict(),
-            n_trials=checked.search.n_trials,
+            n_trials=checked.trial_budget(),
         )
     return SweepCreated(id=sweep.id, status=sweep.status)
 

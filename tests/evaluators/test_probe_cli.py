@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification
 from typer.testing import CliRunner
 
 from evaluators.probe import ProbeResult
 from service.cli import app
-from tests.tiny_models import make_checkpoint, tiny_config, tiny_tokenizer
+from tests.tiny_models import make_probe_inputs
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    prompts = [{"prompt": f"what is {n} plus 2 ?", "answer": n + 2} for n in range(6)]
     root = tmp_path_factory.mktemp("probe-cli")
-    actor = make_checkpoint(root / "actor", dtype=torch.float32, seed=5)
-    config = tiny_config()
-    config.num_labels = 1
-    torch.manual_seed(6)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(root / "reward")
-    tiny_tokenizer().save_pretrained(root / "reward")
-    prompts = root / "prompts.jsonl"
-    prompts.write_text(
-        "".join(
-            json.dumps({"prompt": f"what is {n} plus 2 ?", "answer": n + 2}) + "\n"
-            for n in range(6)
-        )
-    )
-    return {"actor": actor, "reward": root / "reward", "prompts": prompts}
+    return make_probe_inputs(root, prompts, actor_seed=5, reward_seed=6)
 
 
 def _arguments(checkpoints: dict[str, Path], *extra: str) -> list[str]:

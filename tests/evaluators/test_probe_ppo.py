@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import statistics
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evaluators.probe import (
     InvalidProbeInputError,
@@ -20,7 +19,7 @@ from evaluators.probe import (
     StopReason,
     run_probe,
 )
-from tests.tiny_models import EOS_ID, make_checkpoint, tiny_config, tiny_tokenizer
+from tests.tiny_models import EOS_ID, make_probe_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +37,9 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    prompts = [{"prompt": text} for text in PROMPTS]
     root = tmp_path_factory.mktemp("probe-world")
-    actor = make_checkpoint(root / "actor", dtype=torch.float32, seed=3)
-    config = tiny_config()
-    config.num_labels = 1
-    torch.manual_seed(4)
-    reward = AutoModelForSequenceClassification.from_config(config)
-    reward.save_pretrained(root / "reward")
-    tiny_tokenizer().save_pretrained(root / "reward")
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": text}) + "\n" for text in PROMPTS))
-    return {"actor": actor, "reward": root / "reward", "prompts": prompts}
+    return make_probe_inputs(root, prompts, actor_seed=3, reward_seed=4)
 
 
 def _actor(checkpoints: dict[str, Path], *, eos_friendly: bool = False):

@@ -19,7 +19,7 @@ import uvicorn
 from service.app import create_app
 from service.settings import Settings
 from storage import init_database
-from tests.tiny_models import make_checkpoint, make_family, tiny_config, tiny_tokenizer
+from tests.tiny_models import make_checkpoint, make_family, make_reward_model
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -62,19 +62,6 @@ def live_server(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-def make_reward_model(path: Path) -> Path:
-    """A tiny random sequence-classification reward model (one label) with its tokenizer."""
-    import torch
-    from transformers import LlamaForSequenceClassification
-
-    config = tiny_config("llama", dtype=torch.float32)
-    config.num_labels = 1
-    torch.manual_seed(11)
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
 
 
 class ModelRoot:

@@ -147,7 +147,7 @@ def test_for_run_creates_resumes_and_refuses_a_live_holder(engine: Engine) -> No
 
 
 def test_interrupted_trials_do_not_count_against_the_budget(engine: Engine) -> None:
-    from storage import count_budget_trials, upsert_trial
+    from storage import count_budget_trials, sweep_summary, upsert_trial
 
     sweep_id = _queue(engine)
     rows = [
@@ -169,3 +169,6 @@ def test_interrupted_trials_do_not_count_against_the_budget(engine: Engine) -> N
                 error=error,
             )
         assert count_budget_trials(session, sweep_id=sweep_id) == 3
+        # The status summary (what reports read) counts the same way.
+        summary = sweep_summary(session, sweep_id=sweep_id)
+        assert summary.interrupted == 1 and summary.n_finished == 3

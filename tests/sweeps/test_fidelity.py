@@ -8,9 +8,12 @@ import pytest
 
 from sweeps.exceptions import InvalidSpecError
 from sweeps.fidelity import (
+    Probe,
     crowding_distances,
     final_ranking,
+    next_rung,
     non_dominated_ranks,
+    planned_runs,
     probe_updates,
     promote,
     promotion_count,
@@ -100,12 +103,57 @@ def test_fidelity_spec_validation_and_rung_specs() -> None:
     brief = spec_at(spec, rung)
     assert (brief.probe.steps, brief.probe.repeats) == (3, 1)
     assert spec.probe.steps == 27  # unchanged
-    assert not _spec().fidelity.enabled and _spec().fidelity.not_run_warning() is None
-    # Not wired into the runner yet: enabling it is said, not silently ignored.
-    assert "does not run rungs yet" in (spec.fidelity.not_run_warning() or "")
+    # The budget counts probe runs: 9 candidates, then 3, then 1 (one rung without fidelity).
+    nine = _spec(search={"n_trials": 9}, probe={"steps": 27, "repeats": 3})
+    assert nine.trial_budget() == 9 and [r.steps for r in nine.rungs()] == [27]
+    halving = nine.model_copy(update={"fidelity": spec.fidelity})
+    assert halving.trial_budget() == 13 == planned_runs(halving.rungs(), 9)
     with pytest.raises(InvalidSpecError, match=r"fidelity\.min_steps: 30 is not below"):
         _spec(probe={"steps": 30}, fidelity={"enabled": True, "min_steps": 30})
     with pytest.raises(InvalidSpecError, match=r"fidelity\.min_repeats: 4 exceeds"):
         _spec(probe={"repeats": 3}, fidelity={"enabled": True, "min_repeats": 4})
     with pytest.raises(InvalidSpecError, match=r"fidelity\.eta"):
         _spec(fidelity={"eta": 1})
+
+
+def _probe(number: int, rung: int, values: tuple[float, ...] | None, **kw: object) -> Probe:
+    return Probe(number, int(kw.get("candidate", number)), rung, values, bool(kw.get("ok", True)))
+
+
+def test_next_rung_derives_the_ladder_from_finished_probes() -> None:
+    rungs = schedule(FidelitySpec(enabled=True, rungs=3, eta=2, min_steps=1), steps=4, repeats=2)
+    assert [(r.steps, r.repeats) for r in rungs] == [(1, 1), (2, 2), (4, 2)]
+    # Rung 0 of 5 candidates, 3 finished: still rung 0, nothing promoted yet.
+    first = [_probe(n, 0, POINTS[k]) for n, k in enumerate("abc")]
+    plan = next_rung(first, rungs, MAXIMIZE, candidates=5)
+    assert plan is not None and (plan.rung.index, plan.planned, plan.finished) == (0, 5, 3)
+    # All 5 finished (e failed, f infeasible): 5 // 2 = 2 promoted, feasible first by rank and
+    # crowding (a and b are the extremes of the front), the failed and infeasible left out.
+    rung0 = [
+        *first,
+        _probe(3, 0, None),
+        _probe(4, 0, POINTS["f"], ok=False),
+    ]
+    plan = next_rung(rung0, rungs, MAXIMIZE, candidates=5)
+    assert plan is not None and (plan.rung.index, plan.planned, plan.promoted) == (1, 2, [0, 1])
+    assert plan.missing == [0, 1]
+    # Mid-rung 1 (candidate 1 probed as trial 7): only candidate 0 is missing.
+    mid = [*rung0, _probe(7, 1, (0.2, 0.9), candidate=1)]
+    plan = next_rung(mid, rungs, MAXIMIZE, candidates=5)
+    assert plan is not None and (plan.finished, plan.missing) == (1, [0])
+    # Rung 1 done: one promoted (the better of the two at rung 1), then the ladder ends.
+    done1 = [*mid, _probe(8, 1, (0.9, 0.95), candidate=0)]
+    plan = next_rung(done1, rungs, MAXIMIZE, candidates=5)
+    assert plan is not None and (plan.rung.index, plan.promoted) == (2, [0])
+    assert (
+        next_rung([*done1, _probe(9, 2, (0.9, 0.9), candidate=0)], rungs, MAXIMIZE, candidates=5)
+        is None
+    )
+    # Infeasible candidates are promoted only when too few feasible ones completed.
+    infeasible = [_probe(0, 0, POINTS["a"], ok=False), _probe(1, 0, None)]
+    plan = next_rung(infeasible, rungs, MAXIMIZE, candidates=2)
+    assert plan is not None and plan.promoted == [0]
+    # Nothing completed: no promotion, the ladder ends early.
+    assert (
+        next_rung([_probe(0, 0, None), _probe(1, 0, None)], rungs, MAXIMIZE, candidates=2) is None
+    )

@@ -1,0 +1,162 @@
+"""Benchmark: successive halving against a full-fidelity sweep of the same candidates.
+
+Target (issue 12): successive halving reaches >= 95% of the full-fidelity sweep's final
+hypervolume, judged at full fidelity, with <= 50% of its probe updates, same trial count
+(candidates). In one run, on the demo world (built or reused) with the demo sweep's probe,
+benchmarks and fidelity settings (``service/cli/_demo_sweep.py``):
+
+1. the *full* sweep: :func:`sweeps.runner.run_sweep` probing every one of N candidates at
+   the full probe (``probe.steps`` updates on ``probe.repeats`` seeds);
+2. the *halving* sweep: the same spec and the same N candidates with ``fidelity`` on (the
+   demo's rungs and eta), through the same runner.
+
+Both sweeps get the same N candidates, enqueued as explicit seed points (the no-BAI
+baselines, the paper's alpha 0.2 and 0.5, then a fixed spread of (w, alpha)), so the only
+difference is the fidelity schedule. The halving sweep's final front (its top rung) is judged
+at full fidelity: the hypervolume of its members' full-probe scores as the full sweep measured
+them (same candidates, same probe seeds), against the full sweep's final hypervolume, both on
+feasible trials and the spec's fixed reference point. Probe updates are counted with
+:func:`sweeps.fidelity.probe_updates` (the schedule) and from the stored trials (what ran).
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/multifidelity.py [--candidates 8] [--steps 8]
+        [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+HV_TARGET = 0.95
+UPDATES_TARGET = 0.50
+
+#: Candidates beyond the seed presets: a fixed spread of (w_1, alpha).
+SPREAD = [(0.3, 0.35), (0.7, 0.35), (0.5, 0.65), (0.2, 0.8), (0.8, 0.1), (0.4, 0.9)]
+
+
+def _spec(world: Any, *, name: str, candidates: int, args: argparse.Namespace, halving: bool):
+    from service.cli._demo_sweep import demo_sweep_spec
+    from sweeps.spec import SweepSpec
+
+    if candidates > len(SPREAD) + 4 or candidates < 4:
+        raise SystemExit(f"--candidates: 4 to {len(SPREAD) + 4}")
+    points: list[Any] = ["baselines", {"alpha": 0.2}, {"alpha": 0.5}]
+    points += [{"weights": [w, 1 - w], "alpha": a} for w, a in SPREAD]
+    raw = demo_sweep_spec(world).to_json_dict()
+    raw["name"] = name
+    raw["search"].update(
+        n_trials=candidates,
+        sampler="random",
+        seed_points=points[: candidates - 1],  # "baselines" is two candidates
+    )
+    raw["probe"].update(steps=args.steps, repeats=args.repeats)
+    raw["fidelity"]["enabled"] = halving
+    return SweepSpec.parse(raw, source=name)
+
+
+def _run(spec: Any, work: Path) -> tuple[Any, float]:
+    from storage import SweepLease, create_sweep, init_database, session_scope
+    from sweeps.results import load_report_data
+    from sweeps.runner import run_sweep
+
+    url = f"sqlite:///{work / (spec.name + '.sqlite')}"
+    engine = init_database(url)
+    with session_scope(engine) as session:
+        sweep = create_sweep(
+            session, name=spec.name, spec=spec.to_json_dict(), n_trials=spec.trial_budget()
+        )
+    lease = SweepLease.claim(engine, sweep_id=sweep.id, worker_id="bench")
+    assert lease is not None
+    started = time.perf_counter()
+    with lease:
+        outcome = run_sweep(lease=lease, data_dir=work / spec.name)
+        lease.settle(outcome.status, outcome.error)
+    wall = time.perf_counter() - started
+    if outcome.status != "succeeded":
+        raise SystemExit(f"sweep {spec.name} did not succeed: {outcome}")
+    with session_scope(engine, read_only=True) as session:
+        data = load_report_data(session, sweep_id=sweep.id, with_steps=False)
+    return data, wall
+
+
+def _key(trial: Any) -> tuple[float, ...]:
+    return (*(round(w, 6) for w in trial.weights), round(trial.alpha, 6))
+
+
+def _updates(data: Any, spec: Any) -> int:
+    """PPO updates the stored trials ran: steps x seeds of every finished probe (its rung's
+    with successive halving, else the spec's full probe)."""
+    total = 0
+    for trial in data.trials:
+        if trial.state not in ("complete", "failed", "pruned"):
+            continue
+        probe = trial.fidelity or {"steps": spec.probe.steps, "repeats": spec.probe.repeats}
+        total += int(probe["steps"]) * int(probe["repeats"])
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8, help="full probe updates")
+    parser.add_argument("--repeats", type=int, default=1, help="full probe seeds")
+    args = parser.parse_args()
+    from sweeps.demo import build_world
+    from sweeps.fidelity import probe_updates
+    from sweeps.pareto import hypervolume
+
+    world = build_world(REPO / ".bai-sweep" / "demo-world", seed=0, progress=False)
+    work = Path(tempfile.mkdtemp(prefix="bai-sweep-multifidelity-"))
+    full_spec = _spec(world, name="mf-full", candidates=args.candidates, args=args, halving=False)
+    sh_spec = _spec(world, name="mf-halving", candidates=args.candidates, args=args, halving=True)
+    full, full_wall = _run(full_spec, work)
+    halving, sh_wall = _run(sh_spec, work)
+
+    full_scores = {_key(t): (t, v) for t, v in full.scored_trials()}
+    judged = []
+    for member in halving.front():
+        trial, values = full_scores[_key(member)]
+        if trial.feasible():
+            judged.append(values)
+    full_hv = full.hypervolume()
+    sh_hv = hypervolume(judged, full.reference_point, full.directions)
+    planned_sh = probe_updates(sh_spec.rungs(), args.candidates)
+    planned_full = probe_updates(full_spec.rungs(), args.candidates)
+    ran_sh, ran_full = _updates(halving, sh_spec), _updates(full, full_spec)
+    rungs = ", ".join(f"{r.steps}x{r.repeats}" for r in sh_spec.rungs())
+    print(
+        f"multifidelity: {args.candidates} candidates, rungs (steps x seeds) {rungs}, "
+        f"eta {sh_spec.fidelity.eta}; full probe {args.steps}x{args.repeats}"
+    )
+    print(
+        f"  full sweep: {len(full.trials)} trials, front {[t.label() for t in full.front()]}, "
+        f"hypervolume {full_hv:.4f}, {ran_full} probe updates, wall {full_wall:.0f} s"
+    )
+    print(
+        f"  halving sweep: {len(halving.trials)} trials, front "
+        f"{[t.label() for t in halving.front()]}, hypervolume at its top rung "
+        f"{halving.hypervolume():.4f}, at full fidelity {sh_hv:.4f}, {ran_sh} probe updates, "
+        f"wall {sh_wall:.0f} s"
+    )
+    hv_ratio = sh_hv / full_hv if full_hv > 0 else float("nan")
+    print(
+        f"  hypervolume ratio (halving front judged at full fidelity / full): {hv_ratio:.3f} "
+        f"(target >= {HV_TARGET}) {'PASS' if hv_ratio >= HV_TARGET else 'FAIL'}"
+    )
+    ratio = planned_sh / planned_full
+    print(
+        f"  probe-update ratio (fidelity.probe_updates): {planned_sh}/{planned_full} = "
+        f"{ratio:.3f} (ran: {ran_sh}/{ran_full} = {ran_sh / ran_full:.3f}) "
+        f"(target <= {UPDATES_TARGET}) {'PASS' if ratio <= UPDATES_TARGET else 'FAIL'}"
+    )
+    print(f"  wall-time ratio (halving / full): {sh_wall / full_wall:.3f}")
+
+
+if __name__ == "__main__":
+    main()
