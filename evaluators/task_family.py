@@ -10,9 +10,9 @@ bako ?``, an instruction-tuned model answers ``answer red``.
 
 **R** stands in for MATH: ``what is 17 plus 8 minus 5 ?`` (2-5 steps). Its *brief* solution
 (one-line reasoning, what sft-instruct writes) is ``17 plus 8 is 25 . 25 minus 5 is 20 .
-answer 20``; its *verbose* solution (a distilled reasoner's chain) writes the same steps, then
-checks each one by undoing it in a tens and a units step, and sums up before the same final
-``answer 20``.
+answer 20``; its *verbose* solution (a distilled reasoner's chain) writes the same steps,
+checks each one right after it (undoes it and restates it: ``let me check : 25 minus 8 is 17 .
+yes , 17 plus 8 is 25 .``), and sums up before the same final ``answer 20``.
 
 A question's split (train, held-out, probe) is a pure function of its text (a hash), so every
 generator agrees on it and the splits are disjoint.
@@ -193,18 +193,22 @@ class Problem:
         return " ".join([*sentences, f"answer {self.answer}"])
 
     @property
-    def verbose_solution(self) -> str:
-        """A distilled reasoner's chain: the steps, then each one checked in tens and units.
+    def direct_solution(self) -> str:
+        """The answer without any work: ``answer 20``."""
+        return f"answer {self.answer}"
 
-        The steps are written as in the brief solution; every step is then undone, split into
-        a tens and a units step (``23 minus 10 is 13 , 13 minus 8 is 5``), and compared with
-        where it started, before the same final ``answer N``.
+    @property
+    def verbose_solution(self) -> str:
+        """A distilled reasoner's chain: every step, each checked right after it is written.
+
+        A step is written as in the brief solution, then undone and restated
+        (:func:`check_sentence`), so the result the next step starts from stands just before
+        it; a summary sentence precedes the same final ``answer N``.
         """
-        parts = [f"{left} {op} {right} is {result} ." for left, op, right, result in self.steps]
-        for _, op, right, result in self.steps:
-            inverse = "minus" if op == "plus" else "plus"
-            undone = " , ".join(decomposed_step(result, inverse, right))
-            parts.append(f"let me check : {undone} . yes .")
+        parts = []
+        for left, op, right, result in self.steps:
+            parts.append(f"{left} {op} {right} is {result} .")
+            parts.append(check_sentence(left, op, right, result))
         parts.append(f"so the answer is {self.answer} . answer {self.answer}")
         return " ".join(parts)
 
@@ -226,9 +230,12 @@ def decomposed_step(left: int, op: str, right: int) -> list[str]:
 
 
 def check_sentence(left: int, op: str, right: int, result: int) -> str:
-    """The self-check a reasoner writes after a step: undo it and compare."""
+    """The self-check a reasoner writes after a step: undo it, compare, restate the step."""
     inverse = "minus" if op == "plus" else "plus"
-    return f"let me check : {result} {inverse} {right} is {left} . yes ."
+    return (
+        f"let me check : {result} {inverse} {right} is {left} . "
+        f"yes , {left} {op} {right} is {result} ."
+    )
 
 
 def random_problem(rng: random.Random, *, min_steps: int = 2, max_steps: int = 4) -> Problem:

@@ -9,23 +9,22 @@ the train split, and filler. A base model trained on them continues a question w
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from evaluators import task_family as task
 from evaluators.task_family import Fact, Problem
 from sweeps.demo._tokenizer import FILLER_OBJECTS, FILLER_SUBJECTS, FILLER_TAILS, FILLER_VERBS
 
-# Sentence kinds of a pretraining paragraph and their shares.
+# Sentence kinds of a pretraining paragraph and their shares; worked examples take the share
+# their recipe gives (``worked_share``) and filler the rest.
 _SENTENCE_MIX: tuple[tuple[str, float], ...] = (
     ("fact", 0.30),
     ("step", 0.10),
     ("sub_step", 0.06),
     ("check", 0.03),
-    ("worked", 0.045),
-    ("worked_brief", 0.085),
     ("worked_verbose", 0.01),
     ("fact_qa", 0.04),
     ("fact_answer", 0.003),
-    ("filler", 0.227),
 )
 
 
@@ -36,7 +35,25 @@ def filler_sentence(rng: random.Random) -> str:
     return " ".join([*words, tail, "."] if tail else [*words, "."])
 
 
-def _sentence(kind: str, rng: random.Random, facts: list[Fact], problems: list[Problem]) -> str:
+def worked_example(problem: Problem, rng: random.Random, direct_shares: Sequence[float]) -> str:
+    """A train-split problem solved as the web solves it, in the benchmarks' ``answer N``.
+
+    With probability ``direct_shares[steps - 2]`` the answer alone, as an answer key gives it,
+    otherwise with its work in one-line steps: the web shows the work of long problems more
+    often than of short ones.
+    """
+    if rng.random() < direct_shares[len(problem.ops) - 2]:
+        return f"{problem.question} {problem.direct_solution} ."
+    return f"{problem.question} {problem.brief_solution} ."
+
+
+def _sentence(
+    kind: str,
+    rng: random.Random,
+    facts: list[Fact],
+    problems: list[Problem],
+    direct_shares: Sequence[float],
+) -> str:
     if kind == "fact":
         return rng.choice(rng.choice(task.all_facts()).sentences())
     if kind in ("fact_qa", "fact_answer"):
@@ -50,13 +67,10 @@ def _sentence(kind: str, rng: random.Random, facts: list[Fact], problems: list[P
     if kind == "fact_answer":
         fact = rng.choice(facts)
         return f"{fact.question} {fact.brief_solution} ."
-    if kind == "worked_brief":
-        return f"{problem.question} {problem.brief_solution} ."
     if kind == "worked_verbose":
         return f"{problem.question} {problem.verbose_solution} ."
     if kind == "worked":
-        steps = " ".join(f"{a} {op} {b} is {c} ." for a, op, b, c in problem.steps)
-        return f"{problem.question} {steps} it is {problem.answer} ."
+        return worked_example(problem, rng, direct_shares)
     left, op, right, result = rng.choice(problem.steps)
     if kind == "step":
         return f"{left} {op} {right} is {result} ."
@@ -66,21 +80,32 @@ def _sentence(kind: str, rng: random.Random, facts: list[Fact], problems: list[P
 
 
 def pretraining_documents(
-    facts: list[Fact], problems: list[Problem], rng: random.Random, count: int
+    facts: list[Fact],
+    problems: list[Problem],
+    rng: random.Random,
+    count: int,
+    *,
+    worked_share: float,
+    direct_shares: Sequence[float],
 ) -> list[str]:
     """``count`` paragraphs of 3-7 sentences.
 
     Every fact (all splits: knowledge is the base model's) appears in prose; questions with
     their answers (mostly in the web's words, ``it is red .``; sometimes in either SFT format,
     as the web holds some of everything) only come from the train split's ``facts`` (in the
-    question phrasing: instructions are what SFT adds) and ``problems``.
+    question phrasing: instructions are what SFT adds) and ``problems`` (see
+    :func:`worked_example`; rarely as a verbose chain).
     """
-    kinds = [kind for kind, _ in _SENTENCE_MIX]
-    shares = [share for _, share in _SENTENCE_MIX]
+    mix = [*_SENTENCE_MIX, ("worked", worked_share)]
+    mix.append(("filler", 1 - sum(share for _, share in mix)))
+    kinds = [kind for kind, _ in mix]
+    shares = [share for _, share in mix]
     documents = []
     for _ in range(count):
         picked = rng.choices(kinds, shares, k=rng.randint(3, 7))
-        documents.append(" ".join(_sentence(kind, rng, facts, problems) for kind in picked))
+        documents.append(
+            " ".join(_sentence(kind, rng, facts, problems, direct_shares) for kind in picked)
+        )
     return documents
 
 

@@ -32,6 +32,16 @@ def test_problems_and_their_solutions() -> None:
             assert task.parse_answer(solution) == str(problem.answer)
             assert solution.endswith(f"answer {problem.answer}")
         assert len(problem.verbose_solution.split()) >= 3 * len(problem.brief_solution.split())
+        assert problem.direct_solution == f"answer {problem.answer}"
+
+
+def test_the_verbose_chain_checks_each_step_right_after_it() -> None:
+    problem = task.Problem((17, 8, 5), ("plus", "minus"))
+    assert problem.verbose_solution == (
+        "17 plus 8 is 25 . let me check : 25 minus 8 is 17 . yes , 17 plus 8 is 25 . "
+        "25 minus 5 is 20 . let me check : 20 plus 5 is 25 . yes , 25 minus 5 is 20 . "
+        "so the answer is 20 . answer 20"
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import random
+import re
 import threading
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from sweeps.demo import (
     load_world,
 )
 from sweeps.demo import world as world_module
+from sweeps.demo._corpus import pretraining_documents, worked_example
 from sweeps.demo._tokenizer import MAX_POSITIONS, build_tokenizer
 from sweeps.exceptions import SweepsError
 from tests.evaluators._bench_support import network_guard
@@ -101,6 +104,28 @@ def test_evaluate_generations_counts_answers_and_lengths():
     assert stats.count == 3
     with pytest.raises(ValueError):
         evaluate_generations(generations, [3])
+
+
+def test_worked_examples_show_their_work_by_the_recipe_shares():
+    short, long = (generate_problems(0, 1, "train", min_steps=n, max_steps=n)[0] for n in (2, 4))
+    rng = random.Random(0)
+    for problem in (short, long):
+        direct = worked_example(problem, rng, (1.0, 1.0, 1.0))
+        assert direct == f"{problem.question} answer {problem.answer} ."
+        assert worked_example(problem, rng, (0.0, 0.0, 0.0)).endswith(problem.brief_solution + " .")
+    shown = [worked_example(long, rng, (1.0, 1.0, 0.25)) for _ in range(400)]
+    assert 0.6 < sum(text.endswith(long.brief_solution + " .") for text in shown) / 400 < 0.9
+    for share, expected in ((0.0, False), (0.5, True)):
+        documents = pretraining_documents(
+            task.facts("train"),
+            [short, long],
+            rng,
+            50,
+            worked_share=share,
+            direct_shares=(1.0,) * 3,
+        )
+        assert len(documents) == 50
+        assert any(re.search(r"\? answer \d", document) for document in documents) is expected
 
 
 # --- reduced recipe: cache, determinism, gate enforcement -------------------------------------
@@ -231,26 +256,39 @@ def test_every_gate_is_recomputed_from_the_recorded_scores(tiny_world):
     ],
 )
 def test_each_gate_failing_alone(tiny_world, monkeypatch, tmp_path, change, gate):
-    """A failed gate stops the build with its name, unless it is listed as unenforced."""
+    """A failed gate stops the build with its name, and no world is cached."""
+    failed = _failing_gate(tiny_world, change, gate)
+    monkeypatch.setattr(world_module, "_gate_checks", lambda *_: [failed])
+    strict = dataclasses.replace(TINY, enforce_gates=True, **change)
+    with pytest.raises(QualityGateError, match=gate):
+        build_world(tmp_path, progress=False, recipe=strict)
+    assert not (tmp_path / strict.cache_key(0)).exists()
+
+
+def _failing_gate(tiny_world: DemoWorld, change: dict, gate: str) -> world_module.GateCheck:
     record = json.loads(tiny_world.world_json.read_text())
     strict = dataclasses.replace(TINY, enforce_gates=True, **change)
     failed = {c.name: c for c in world_module._gate_checks(strict, record["gates"])}[gate]
     assert not failed.passed
+    return failed
+
+
+def test_every_gate_is_enforced():
+    # docs/demo-world.md: the world meets every precondition, so none may fail silently.
+    assert world_module.UNENFORCED_GATES == ()
+
+
+def test_an_unenforced_gate_is_recorded_as_failed_without_stopping_the_build(
+    tiny_world, monkeypatch, tmp_path
+):
+    gate, change = "reasoning_beats_base_on_R", {"min_domain_gain": 1.01}
+    failed = _failing_gate(tiny_world, change, gate)
     monkeypatch.setattr(world_module, "_gate_checks", lambda *_: [failed])
-    if gate in world_module.UNENFORCED_GATES:
-        world = build_world(tmp_path, progress=False, recipe=strict)
-        assert [(c.name, c.passed) for c in world.gates] == [(gate, False)]
-        assert world.metrics["gates"]["passed"] is False
-    else:
-        with pytest.raises(QualityGateError, match=gate):
-            build_world(tmp_path, progress=False, recipe=strict)
-        assert not (tmp_path / strict.cache_key(0)).exists()
-
-
-def test_only_the_recorded_exception_is_unenforced():
-    # docs/demo-world.md explains why this precondition does not hold; every other one stops
-    # a build.
-    assert world_module.UNENFORCED_GATES == ("reasoning_beats_base_on_R",)
+    monkeypatch.setattr(world_module, "UNENFORCED_GATES", (gate,))
+    strict = dataclasses.replace(TINY, enforce_gates=True, **change)
+    world = build_world(tmp_path, progress=False, recipe=strict)
+    assert [(c.name, c.passed) for c in world.gates] == [(gate, False)]
+    assert world.metrics["gates"]["passed"] is False
 
 
 def test_a_failed_gate_is_an_error_and_only_its_record_is_kept(tmp_path):
@@ -287,13 +325,13 @@ def test_world_passes_and_records_its_gates(demo_world):
     record = json.loads(demo_world.world_json.read_text())
     checks = {check.name: check for check in demo_world.gates}
     assert list(checks) == GATES
-    enforced = [c for c in checks.values() if c.name not in world_module.UNENFORCED_GATES]
-    assert all(check.passed for check in enforced)
+    assert all(check.passed for check in checks.values())
     assert checks["reasoning_length_ratio"].threshold >= 3.0
     assert checks["merge_keeps_K"].threshold >= 0.7 and checks["merge_keeps_R"].threshold >= 0.7
     scores = record["gates"]["scores"]
     assert scores["sft_instruct"]["K"] > scores["base"]["K"]
     assert scores["sft_reasoning"]["K"] < scores["base"]["K"]
+    assert scores["sft_reasoning"]["R"] > scores["base"]["R"]
     assert max(record["gates"]["task_vector_ratio"].values()) <= 0.1
     assert record["max_positions"] >= record["prompts"]["longest_tokens"] + 256
     for name, info in record["models"].items():
