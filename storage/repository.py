@@ -48,7 +48,14 @@ from storage.models import (
     new_sweep_id,
     utc_now,
 )
-from storage.views import INTERRUPTED, count_of, front_rows, lock_sweep, mark_changed
+from storage.views import (
+    INTERRUPTED,
+    count_of,
+    finished_count,
+    front_rows,
+    lock_sweep,
+    mark_changed,
+)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -143,8 +150,7 @@ class SweepSummary:
     def n_finished(self) -> int:
         """Trials counted against the budget: completed, failed or pruned, not interrupted
         (the same count as :func:`count_budget_trials`, the CLI and REST ``progress``)."""
-        done = sum(n for state, n in self.trial_counts.items() if state is not TrialState.RUNNING)
-        return done - self.interrupted
+        return finished_count(self.trial_counts, self.interrupted)
 
 
 # --- helpers ---------------------------------------------------------------------------

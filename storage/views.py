@@ -41,6 +41,7 @@ __all__ = [
     "INTERRUPTED_PREFIX",
     "count_of",
     "dump_body",
+    "finished_count",
     "front_rows",
     "lock_sweep",
     "mark_changed",
@@ -232,6 +233,12 @@ def _step_body(row: Row[Any]) -> dict[str, Any] | None:
     return body
 
 
+def finished_count(counts: Mapping[TrialState, int], interrupted: int) -> int:
+    """Trials counted against the budget: every state but running, less the interrupted ones
+    (re-run on resume). The one definition for REST ``progress`` and ``SweepSummary``."""
+    return sum(n for state, n in counts.items() if state is not TrialState.RUNNING) - interrupted
+
+
 def summary_body(row: Any, running: list[Row[Any]]) -> dict[str, Any]:
     """The body of ``GET /sweeps/{id}`` from the summary query's rows."""
     counts = {state: getattr(row, f"n_{state.value}") for state in TrialState}
@@ -263,10 +270,7 @@ def summary_body(row: Any, running: list[Row[Any]]) -> dict[str, Any]:
             "pruned": counts[TrialState.PRUNED],
             "running": counts[TrialState.RUNNING],
             "interrupted": interrupted,
-            "finished": counts[TrialState.COMPLETE]
-            + counts[TrialState.FAILED]
-            - interrupted
-            + counts[TrialState.PRUNED],
+            "finished": finished_count(counts, interrupted),
         },
         "front": front,
         "running_trials": [
