@@ -104,7 +104,8 @@ def _print_gates(world: DemoWorld) -> None:
     evaluation = record["gates"]
     console.print(
         f"built in      {record['build_seconds']:.0f} s (seed {world.seed}, "
-        f"recipe {world.recipe_hash}, torch {record['versions']['torch']}); reward rule "
+        f"recipe {world.recipe_hash}, torch {record['versions']['torch']}, "
+        f"{record.get('kernels', {}).get('capability', 'unrecorded')} kernels); reward rule "
         f"{record['reward_rule']}, {record['max_positions']} positions",
         highlight=False,
     )

@@ -16,6 +16,8 @@ import logging
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +37,7 @@ logger = logging.getLogger(__name__)
 WORLD_FORMAT = 2
 # Bump when this module's training or gates change (the sources of the task family, corpus,
 # tokenizer and training loops are part of the cache key already).
-CODE_VERSION = 4
+CODE_VERSION = 5
 MODEL_DIRS = {"base": "base", "sft_instruct": "sft-instruct", "sft_reasoning": "sft-reasoning"}
 #: The built-in reward rule the demo world's probe uses (``evaluators.reward_rules``).
 REWARD_RULE = "bai_world"
@@ -44,6 +46,19 @@ REWARD_RULE = "bai_world"
 UNENFORCED_GATES: tuple[str, ...] = ()
 #: The stage-2 ratios (alpha, the base's share) at which the smoothness gate scores merges.
 ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: The kernels the training process is pinned to on x86-64 CPUs with AVX2: PyTorch's own
+#: vectorised kernels at AVX2 and MKL's conditional numerical reproducibility on its AVX2
+#: branch (strict: independent of memory alignment). Left to themselves both pick the widest
+#: instructions of the CPU (AVX-512, AMX), and the same recipe and seed trained other weights,
+#: and passed or failed other gates, on different machines of one kind (docs/demo-world.md).
+PINNED_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+#: One thread for every library (torch.set_num_threads(1) in the process as well): results that
+#: do not depend on the core count, and no spin-waiting threads on a shared CPU.
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class DemoWorldError(SweepsError):
@@ -97,14 +112,24 @@ class WorldRecipe:
     max_task_vector_ratio: float = 0.1
     enforce_gates: bool = True
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorldRecipe:
+        """The recipe of :func:`dataclasses.asdict` output (a world.json's ``recipe``)."""
+        fields = dict(data)
+        for stage in ("base", "instruct", "reasoning"):
+            fields[stage] = StageRecipe(**fields[stage])
+        fields["direct_shares"] = tuple(fields["direct_shares"])
+        return cls(**fields)
+
     def cache_key(self, seed: int) -> str:
-        """The directory name of this recipe's world for ``seed``."""
+        """The directory name of this recipe's world for ``seed`` (on this machine's kernels)."""
         payload = json.dumps(
             {
                 "recipe": dataclasses.asdict(self),
                 "seed": seed,
                 "code": CODE_VERSION,
                 "sources": _source_fingerprint(),
+                "kernels": kernel_environment() or "native",
             },
             sort_keys=True,
         )
@@ -254,6 +279,7 @@ def build_world(
         staging = out_dir / f".building-{key}-{os.getpid()}"
         try:
             _train_world(staging, recipe=recipe, seed=seed, key=key, progress=progress)
+            _record_gates(staging, recipe)
             world = load_world(staging)
             failed = [
                 check
@@ -273,6 +299,64 @@ def build_world(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return load_world(target)
+
+
+def kernel_environment() -> dict[str, str]:
+    """The environment that pins the training process's kernels (:data:`PINNED_KERNELS`).
+
+    Empty on a CPU without AVX2 (another architecture, or an x86-64 CPU older than 2013):
+    there the build runs on the CPU's own kernels, its cache key says so, and its weights
+    are that machine's.
+    """
+    import torch
+
+    has_avx2 = getattr(torch.cpu, "_is_avx2_supported", None)
+    return dict(PINNED_KERNELS) if has_avx2 is not None and has_avx2() else {}
+
+
+def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
+    """Train the world into ``root`` in a child process on pinned kernels (see ``train_here``).
+
+    Kernel choices are made once per process, when a library first computes, so they can only
+    be pinned in a process of the build's own (:data:`PINNED_KERNELS`).
+    """
+    import sweeps
+
+    project = str(Path(str(sweeps.__file__)).resolve().parent.parent)
+    python_path = os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")]))
+    request = {
+        "root": str(root),
+        "recipe": dataclasses.asdict(recipe),
+        "seed": seed,
+        "key": key,
+        "progress": progress,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "sweeps.demo._train_process"],
+        input=json.dumps(request),
+        text=True,
+        env={**os.environ, **kernel_environment(), **_ONE_THREAD, "PYTHONPATH": python_path},
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise DemoWorldError(
+            f"the demo world's training process failed with exit code {completed.returncode} "
+            "(its error is printed above)"
+        )
+
+
+def _record_gates(root: Path, recipe: WorldRecipe) -> None:
+    """Check the precondition gates on the scores the training process recorded."""
+    record_path = root / "world.json"
+    record = json.loads(record_path.read_text())
+    evaluation = record["gates"]
+    gates = _gate_checks(recipe, evaluation)
+    record["gates"] = {
+        "passed": all(check.passed for check in gates),
+        "checks": [dataclasses.asdict(check) for check in gates],
+        **evaluation,
+    }
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 @contextmanager
@@ -318,7 +402,12 @@ def _progress_display(enabled: bool) -> Iterator[Progress]:
         yield display
 
 
-def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
+def train_here(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
+    """Train, score and record the world into ``root`` in this process (on its kernels).
+
+    ``world.json``'s ``gates`` holds the scores the gates are checked on (``_record_gates``).
+    """
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from sweeps.demo import _corpus as corpus
@@ -430,7 +519,6 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         )
         stage_seconds["gates"] = time.perf_counter() - clock
 
-    gates = _gate_checks(recipe, evaluation)
     probe_rows = _probe_prompts(recipe, seed)
     with (root / "prompts.jsonl").open("w") as handle:
         for row in probe_rows:
@@ -457,6 +545,10 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
         "build_cpu_seconds": round(time.process_time() - cpu_started, 1),
         "stage_seconds": {name: round(value, 1) for name, value in stage_seconds.items()},
         "versions": _versions(),
+        "kernels": {
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            **{name: os.environ.get(name, "") for name in PINNED_KERNELS},
+        },
         "models": models,
         "reward_rule": REWARD_RULE,
         "max_positions": recipe.max_position_embeddings,
@@ -466,11 +558,7 @@ def _train_world(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progre
             "count": len(probe_rows),
             "longest_tokens": max(len(tokenizer(row["prompt"])["input_ids"]) for row in probe_rows),
         },
-        "gates": {
-            "passed": all(check.passed for check in gates),
-            "checks": [dataclasses.asdict(check) for check in gates],
-            **evaluation,
-        },
+        "gates": evaluation,
     }
     (root / "world.json").write_text(json.dumps(record, indent=2) + "\n")
 

@@ -161,6 +161,40 @@ def test_same_seed_gives_the_same_weights(tiny_world, tmp_path):
     assert again.prompts.read_text() == tiny_world.prompts.read_text()
 
 
+def test_training_runs_on_the_pinned_kernels(tiny_world):
+    # The machines CI and the sessions run on have AVX2 (and some AVX-512 and AMX).
+    assert world_module.kernel_environment() == world_module.PINNED_KERNELS
+    kernels = tiny_world.metrics["kernels"]
+    assert kernels["capability"] == "AVX2"
+    assert kernels["MKL_CBWR"] == "AVX2,STRICT"
+
+
+def test_the_builders_own_kernels_do_not_change_the_weights(tiny_world, tmp_path, monkeypatch):
+    """The pins override whatever the building process runs on: the world is the same."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    pinned = build_world(tmp_path / "pinned", seed=0, progress=False, recipe=TINY)
+    assert pinned.weights_hashes == tiny_world.weights_hashes
+    # The control: unpinned, those kernels train other weights (so the check above can fail).
+    monkeypatch.setattr(world_module, "PINNED_KERNELS", {})
+    unpinned = build_world(tmp_path / "unpinned", seed=0, progress=False, recipe=TINY)
+    assert unpinned.metrics["kernels"]["capability"] == "DEFAULT"
+    assert unpinned.weights_hashes["base"] != tiny_world.weights_hashes["base"]
+
+
+def test_recipe_round_trips_through_its_record(tiny_world):
+    recipe = WorldRecipe.from_json(tiny_world.metrics["recipe"])
+    assert recipe == TINY and recipe.cache_key(0) == tiny_world.recipe_hash
+
+
+def test_a_failed_training_process_is_a_world_error(tmp_path):
+    # Batches larger than the packed corpus: the training process raises and exits 1.
+    broken = dataclasses.replace(TINY, base=StageRecipe(10_000, 10_000, 1e-3))
+    with pytest.raises(world_module.DemoWorldError, match="training process failed"):
+        build_world(tmp_path, progress=False, recipe=broken)
+    assert not list(tmp_path.glob(".building-*"))
+
+
 def test_cache_is_reused_and_a_new_seed_builds_a_new_world(tmp_path, monkeypatch):
     builds: list[int] = []
     train_world = world_module._train_world
@@ -392,6 +426,9 @@ def test_world_paths_are_absolute_when_built_from_a_relative_path(tiny_world, mo
 
 
 def test_a_tiny_build_makes_no_network_connection(tmp_path, monkeypatch):
+    # The training process's code, run here where the guard can see its connections.
+    recipe = dataclasses.replace(TINY, probe_prompts=9)
     with network_guard(monkeypatch) as attempts:
-        build_world(tmp_path, progress=False, recipe=dataclasses.replace(TINY, probe_prompts=9))
+        world_module.train_here(tmp_path, recipe=recipe, seed=0, key="guarded", progress=False)
     assert attempts == []
+    assert json.loads((tmp_path / "world.json").read_text())["prompts"]["count"] == 9
