@@ -310,7 +310,8 @@ class ForecastNote(BaseModel):
     )
     reasons: list[str] = Field(description="Why the refused fits were refused.")
     horizon: int | None = Field(
-        default=None, description="The update the length is forecast at (length_at_horizon)."
+        description="The update the length is forecast at (length_at_horizon; null for "
+        "reward_asymptote)."
     )
 
 

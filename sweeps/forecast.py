@@ -304,22 +304,21 @@ def fit_length_curve(
 
 def forecasts_of(stability: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Per forecast objective a trial recorded, how its value came about: ``seeds_fitted`` of
-    ``seeds``, ``fallback`` (some seed took the observed value), the refusals' ``reasons`` and,
-    for the length, the ``horizon`` (read from a stored stability record; ``report.json`` and
-    ``GET /sweeps/{id}/pareto`` show it)."""
+    ``seeds``, ``fallback`` (some seed took the observed value), the refusals' ``reasons`` and
+    the ``horizon`` (the length's; None for the reward) (read from a stored stability record;
+    ``report.json`` and ``GET /sweeps/{id}/pareto`` show it)."""
     out: dict[str, dict[str, Any]] = {}
     for name, (key, _) in FORECAST_OBJECTIVES.items():
         record = (stability or {}).get(key)
         if not isinstance(record, Mapping) or "seeds" not in record:
             continue
         seeds, fitted = int(record["seeds"]), int(record.get("seeds_fitted", 0))
-        note: dict[str, Any] = {
+        horizon = record.get("horizon")
+        out[name] = {
             "seeds_fitted": fitted,
             "seeds": seeds,
             "fallback": fitted < seeds,
             "reasons": list(record.get("reasons") or []),
+            "horizon": None if horizon is None else int(horizon),
         }
-        if record.get("horizon") is not None:
-            note["horizon"] = int(record["horizon"])
-        out[name] = note
     return out

@@ -148,6 +148,7 @@ def test_forecasts_of_a_stored_record() -> None:
             "seeds": 2,
             "fallback": True,
             "reasons": ["flat reward: nothing"],
+            "horizon": None,
         },
         "length_at_horizon": {
             "seeds_fitted": 3,
