@@ -15,13 +15,15 @@ space), then points sampled uniformly from it if ``--candidates`` asks for more 
 
 It prints Spearman's rho between the score and the outcome (target >= 0.8), and as the ceiling
 the long runs' own seed-to-seed rho (how well one long run ranks like another). Then the
-forecast (``sweeps.forecast``): the reward asymptote the sweep fits to each short probe, and the
-length the same saturating curve predicts at the long runs' last update, each ranked against
-what the long runs reached (mean reward and length over their last stability window) next to
-the raw short-probe value (the same mean over the short probe's last window, on its first seed:
-the curve a sweep stores). A candidate whose short curve has no fit (the module refuses flat,
-noisy or unbent curves) keeps its raw value in the forecast's ranking; the count of fits is
-printed.
+forecast objectives (``sweeps.forecast``), measured by the same trial with
+``reward_asymptote`` and ``length_at_horizon`` added to its objectives and
+``probe.forecast_horizon`` set to the long runs' updates: the reward asymptote and the length
+predicted at the long runs' last update, each ranked against what the long runs reached (mean
+reward and length over their last stability window) next to the raw short-probe value (the
+same last-window mean of the short probes, averaged over their seeds: the ``observed`` value of
+the trial's forecast records). A seed whose curve has no fit (the module refuses flat, noisy or
+unbent curves) takes its observed value in the objective, exactly as in a sweep; the count of
+seeds with a fit is printed.
 
     nice -n 10 .venv/bin/python benchmarks/probe_validity.py                  # ~30 min
     .venv/bin/python benchmarks/probe_validity.py --candidates 4 --long-seeds 2 --ratio 2
@@ -48,6 +50,7 @@ sys.path.insert(0, str(REPO))
 if TYPE_CHECKING:
     from sweeps.search_space import Candidate
     from sweeps.spec import SweepSpec
+    from sweeps.trial import TrialOutcome
 
 TARGET_RHO = 0.8
 _STATE: dict[str, Any] = {}
@@ -104,15 +107,27 @@ def _window_mean(curve: list[float], window: int) -> float:
     return statistics.fmean(finite[-window:]) if finite else math.nan
 
 
-def _finite_or_nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
+def _forecast_spec(spec: SweepSpec, horizon: int) -> SweepSpec:
+    """The demo sweep's spec with the forecast objectives, forecasting at ``horizon`` updates
+    (successive halving off: ``run_trial`` probes the full probe either way)."""
+    from sweeps.spec import SweepSpec
+
+    data = spec.to_json_dict()
+    data["objectives"] = [*data["objectives"], "reward_asymptote", "length_at_horizon"]
+    data["probe"]["forecast_horizon"] = horizon
+    data["fidelity"]["enabled"] = False
+    return SweepSpec.parse(data, source="probe_validity forecast spec")
+
+
+def _seeds_mean(outcome: TrialOutcome, record: str, key: str) -> float:
+    """The mean of a forecast record's ``key`` over the trial's seeds."""
+    return statistics.fmean(float(seed[record][key]) for seed in outcome.stability["seeds"])
 
 
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     """A short job (the sweep's own trial) or a long run (one seed, ``steps`` updates)."""
     from probe_noise import probe_candidate
 
-    from sweeps.forecast import fit_reward_curve, saturating_curve
     from sweeps.search_space import Candidate
     from sweeps.trial import run_trial
 
@@ -122,25 +137,15 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     out: dict[str, Any] = {"index": job["index"], "kind": job["kind"], "seed": job["seed"]}
     if job["kind"] == "short":
-        outcome = run_trial(spec, candidate, inputs=inputs)
+        outcome = run_trial(_forecast_spec(spec, job["horizon"]), candidate, inputs=inputs)
         out["score"] = outcome.objectives["stability"]
-        lengths = [_finite_or_nan(s["length_mean"]) for s in outcome.steps]
-        rewards = [_finite_or_nan(s["reward_mean"]) for s in outcome.steps]
-        steps = [int(s["step"]) for s in outcome.steps]
-        out["reward_raw"] = _window_mean(rewards, window)
-        out["length_raw"] = _window_mean(lengths, window)
-        asymptote = outcome.stability["reward_forecast"]["asymptote"]
-        out["reward_forecast"] = None if asymptote is None else asymptote["mean"]
-        fit = fit_reward_curve(steps, lengths)
-        out["length_forecast"] = (
-            None
-            if fit.asymptote is None
-            else float(
-                saturating_curve(
-                    job["horizon"] - 1, fit.asymptote, fit.efficiency, fit.midpoint, fit.start
-                )
-            )
-        )
+        for quantity, record, objective in (
+            ("reward", "reward_forecast", "reward_asymptote"),
+            ("length", "length_forecast", "length_at_horizon"),
+        ):
+            out[f"{quantity}_raw"] = _seeds_mean(outcome, record, "observed")
+            out[f"{quantity}_forecast"] = outcome.objectives[objective]
+            out[f"{quantity}_fitted"] = outcome.stability[record]["seeds_fitted"]
     else:
         config = spec.probe.model_copy(
             update={"steps": job["steps"], "seed": job["seed"], "early_stop": False}
@@ -259,9 +264,9 @@ def main() -> None:
     ):
         final = [statistics.fmean(long[i][s][final_key] for s in long_seeds) for i in indices]
         raw = [short[i][raw_key] for i in indices]
-        fitted = [short[i][forecast_key] for i in indices]
-        forecast = [raw[i] if fitted[i] is None else fitted[i] for i in indices]
-        count = sum(f is not None for f in fitted)
+        forecast = [short[i][forecast_key] for i in indices]
+        fitted_key = raw_key.replace("_raw", "_fitted")
+        count = sum(short[i][fitted_key] for i in indices)
         rho_raw, rho_forecast = _rho(raw, final), _rho(forecast, final)
         better = (
             "n/a"
@@ -269,7 +274,8 @@ def main() -> None:
             else ("yes" if rho_forecast > rho_raw else "no")
         )
         print(
-            f"forecast {quantity}: fitted for {count}/{len(fitted)} candidates; rho vs the long "
+            f"forecast {quantity}: fitted for {count}/{len(indices) * probe.repeats} probe "
+            f"seeds (the others take their observed value); rho vs the long "
             f"runs' final {quantity.split()[0]}: forecast {_fmt_rho(rho_forecast)}, raw "
             f"short-probe {_fmt_rho(rho_raw)}; forecast ranks better: {better}"
         )

@@ -19,6 +19,9 @@ DEFAULT_REPEATS = 3
 stability moves by a standard deviation of 0.03-0.12 from seed to seed (pooled 0.07); two seeds
 give a 95% interval of +-0.18 to +-0.78 (Student t with one degree of freedom), three give
 +-0.06 to +-0.29, at or below the spread between candidates (0.28)."""
+FORECAST_HORIZON_RATIO = 6
+"""Default ``forecast_horizon`` in multiples of ``steps``: the ``benchmarks/probe_validity.py``
+long runs are 6x the sweep's probe (issue 12's ">= 6x longer runs")."""
 
 
 class ProbeConfig(BaseModel):
@@ -84,6 +87,18 @@ class ProbeConfig(BaseModel):
     directory of a reference model sharing the actor's tokenizer, whose greedy length on the
     probe prompts is the reference (computed once per sweep; a spec's path is resolved like the
     model paths, confined to the model roots and checked by the pre-flight)."""
+    forecast_horizon: int | None = Field(None, ge=1, le=100_000_000)
+    """The update the length forecast predicts the mean response length at (the
+    ``length_at_horizon`` objective, ``sweeps.forecast``): what a probe of that many updates
+    would log at its last one. At least ``steps``; default :data:`FORECAST_HORIZON_RATIO` x
+    ``steps`` (successive halving keeps the full probe's horizon at every rung)."""
+
+    @property
+    def resolved_forecast_horizon(self) -> int:
+        """``forecast_horizon``, defaulted from ``steps``."""
+        if self.forecast_horizon is not None:
+            return self.forecast_horizon
+        return FORECAST_HORIZON_RATIO * self.steps
 
     @property
     def reference_model(self) -> str | None:
@@ -103,6 +118,15 @@ class ProbeConfig(BaseModel):
             f"(2 x probe.stability_window = {2 * self.stability_window}): the stability score "
             "can hardly tell candidates apart; raise probe.steps or lower stability_window"
         )
+
+    @model_validator(mode="after")
+    def _horizon_beyond_the_probe(self) -> ProbeConfig:
+        if self.forecast_horizon is not None and self.forecast_horizon < self.steps:
+            raise ValueError(
+                f"forecast_horizon ({self.forecast_horizon}) is below steps ({self.steps}): a "
+                "forecast predicts at or beyond the probe's last update"
+            )
+        return self
 
     @model_validator(mode="after")
     def _mini_batches_divide_batch(self) -> ProbeConfig:

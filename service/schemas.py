@@ -299,6 +299,32 @@ CorrectnessRetention = Annotated[
 ]
 
 
+class ForecastNote(BaseModel):
+    """How a trial's forecast objective came about (``sweeps.forecast.forecasts_of``)."""
+
+    seeds_fitted: int = Field(description="Seeds whose curve was fitted.")
+    seeds: int
+    fallback: bool = Field(
+        description="Some seed's fit was refused: its value is the observed mean over the "
+        "probe's last window (what a flat curve predicts)."
+    )
+    reasons: list[str] = Field(description="Why the refused fits were refused.")
+    horizon: int | None = Field(
+        description="The update the length is forecast at (length_at_horizon; null for "
+        "reward_asymptote)."
+    )
+
+
+#: Per forecast objective (``reward_asymptote``, ``length_at_horizon``) the trial recorded.
+Forecasts = Annotated[
+    dict[str, ForecastNote],
+    Field(
+        description="Per forecast objective, how many seeds had a fitted curve and whether the "
+        "value fell back to the observed one (docs/stability-metrics.md).",
+    ),
+]
+
+
 class ParetoMember(_FromAttributes):
     """One trial on the Pareto front."""
 
@@ -310,6 +336,7 @@ class ParetoMember(_FromAttributes):
     seed_kind: SeedKind | None
     forgetting: Forgetting = Field(default_factory=dict)
     correctness_retention: CorrectnessRetention = None
+    forecasts: Forecasts = Field(default_factory=dict)
 
 
 class IntervalBody(BaseModel):
@@ -337,6 +364,7 @@ class RatioBody(BaseModel):
     objectives: dict[str, IntervalBody]
     forgetting: Forgetting = Field(default_factory=dict)
     correctness_retention: CorrectnessRetention = None
+    forecasts: Forecasts = Field(default_factory=dict)
 
 
 class RecommendationBody(RatioBody):

@@ -331,6 +331,7 @@ def pareto_body(
 ) -> dict[str, Any]:
     """The body of ``GET /sweeps/{id}/pareto`` from the front query's rows and the front's
     statistics (``sweeps.reports.front_statistics``)."""
+    from sweeps.forecast import forecasts_of
     from sweeps.retention import correctness_retention_of, forgetting_of
 
     first = rows[0]
@@ -351,6 +352,7 @@ def pareto_body(
                 "seed_kind": None if row.seed_kind is None else row.seed_kind.value,
                 "forgetting": forgetting_of(row.benchmarks),
                 "correctness_retention": correctness_retention_of(row.stability),
+                "forecasts": forecasts_of(row.stability),
             }
             for row in rows
             if row.position is not None

@@ -200,8 +200,15 @@ def probe_updates(rungs: Sequence[Rung], candidates: int) -> int:
 
 
 def spec_at(spec: SweepSpec, rung: Rung) -> SweepSpec:
-    """``spec`` with the probe of ``rung`` (its steps and seeds)."""
-    probe = spec.probe.model_copy(update={"steps": rung.steps, "repeats": rung.repeats})
+    """``spec`` with the probe of ``rung`` (its steps and seeds; the full probe's forecast
+    horizon, so every rung forecasts the same update)."""
+    probe = spec.probe.model_copy(
+        update={
+            "steps": rung.steps,
+            "repeats": rung.repeats,
+            "forecast_horizon": spec.probe.resolved_forecast_horizon,
+        }
+    )
     return spec.model_copy(update={"probe": probe})
 
 

@@ -14,6 +14,10 @@ one, further than ``margin`` (``--tolerance``, default the spec's ``nightly.tole
     maximized:  current.high + margin < previous.low
     minimized:  current.low - margin > previous.high
 
+The ``length_at_horizon`` objective forecasts the length at ``probe.forecast_horizon`` updates:
+when the two sweeps forecast at different horizons, neither that objective nor the hypervolume
+is compared (the reason is listed in ``not_compared``).
+
 A drop inside the intervals is noise, not a regression. A trial without an interval (one seed
 and no lm-eval error) counts as its mean on both sides, so two single-seed sweeps fall back to
 "a drop beyond the margin". A sweep with no feasible trial regresses against one that had some.
@@ -92,6 +96,8 @@ class Comparison:
     drifts: list[str] = field(default_factory=list)
     """Objectives of a candidate evaluated in both sweeps whose intervals came apart, worse
     (reported, not a regression: the front may have moved elsewhere)."""
+    not_compared: dict[str, str] = field(default_factory=dict)
+    """Shared objectives the two sweeps measured differently, with why."""
 
     @property
     def regressed(self) -> bool:
@@ -114,7 +120,8 @@ class Comparison:
         else:
             out.append(
                 f"hypervolume {_fmt(self.hypervolume)}: not comparable with sweep "
-                f"{self.previous_sweep_id} (different objectives or reference point)"
+                f"{self.previous_sweep_id} (different objectives, reference point or forecast "
+                "horizon)"
             )
         for name, previous in self.previous_best.items():
             current = self.best.get(name)
@@ -122,6 +129,7 @@ class Comparison:
             out.append(f"best {name} {shown} vs {_fmt(previous)}")
         if self.same_candidates:
             out.append(f"{len(self.same_candidates)} candidate(s) evaluated in both sweeps")
+        out += [f"{name} not compared: {why}" for name, why in self.not_compared.items()]
         out += [f"worse on the same candidate: {d}" for d in self.drifts]
         out += [f"REGRESSION: {r}" for r in self.regressions]
         return out
@@ -156,6 +164,7 @@ class Comparison:
                 for old, current in self.same_candidates
             ],
             "drifts": self.drifts,
+            "not_compared": self.not_compared,
             "regressions": self.regressions,
         }
 
@@ -174,9 +183,10 @@ def compare_sweeps(
     best = current.best_intervals()
     if previous is None:
         return Comparison(None, tolerance, hypervolume, best=best)
-    comparable = [(o.name, o.direction, o.reference) for o in current.objectives] == [
-        (o.name, o.direction, o.reference) for o in previous.objectives
-    ]
+    not_compared = _measured_differently(current, previous)
+    comparable = not not_compared and [
+        (o.name, o.direction, o.reference) for o in current.objectives
+    ] == [(o.name, o.direction, o.reference) for o in previous.objectives]
     previous_hypervolume = previous.hypervolume_interval()
     regressions = []
     if comparable and regressed(hypervolume, previous_hypervolume, "maximize", margin=tolerance):
@@ -186,7 +196,9 @@ def compare_sweeps(
         )
     directions = {o.name: o.direction for o in current.objectives}
     previous_best = {
-        name: interval for name, interval in previous.best_intervals().items() if name in directions
+        name: interval
+        for name, interval in previous.best_intervals().items()
+        if name in directions and name not in not_compared
     }
     for name, old in previous_best.items():
         new = best.get(name)
@@ -205,6 +217,8 @@ def compare_sweeps(
         before = _intervals_by_name(previous, old_trial)
         after = _intervals_by_name(current, new_trial)
         for objective in current.objectives:
+            if objective.name in not_compared:
+                continue
             was, now = before.get(objective.name), after.get(objective.name)
             if was and now and regressed(now, was, objective.direction, margin=tolerance):
                 drifts.append(f"{new_trial.label()} {objective.name} {_fmt(was)} -> {_fmt(now)}")
@@ -219,7 +233,34 @@ def compare_sweeps(
         regressions=regressions,
         same_candidates=pairs,
         drifts=drifts,
+        not_compared=not_compared,
     )
+
+
+def _forecast_horizons(data: SweepReportData) -> set[int]:
+    """The horizons of the length forecasts the sweep's scored trials recorded."""
+    horizons = set()
+    for trial, _ in data.scored_trials():
+        forecast = (trial.stability or {}).get("length_forecast")
+        if isinstance(forecast, dict) and forecast.get("horizon") is not None:
+            horizons.add(int(forecast["horizon"]))
+    return horizons
+
+
+def _measured_differently(current: SweepReportData, previous: SweepReportData) -> dict[str, str]:
+    """Shared objectives the two sweeps do not measure alike: ``length_at_horizon`` forecast
+    at different horizons."""
+    name = "length_at_horizon"
+    shared = {o.name for o in current.objectives} & {o.name for o in previous.objectives}
+    if name not in shared:
+        return {}
+    now, before = _forecast_horizons(current), _forecast_horizons(previous)
+    if not now or not before or now == before:
+        return {}
+    return {
+        name: f"forecast at update {', '.join(map(str, sorted(now)))} here but "
+        f"{', '.join(map(str, sorted(before)))} in sweep {previous.sweep_id}"
+    }
 
 
 def _intervals_by_name(data: SweepReportData, trial: TrialRecord) -> dict[str, Interval]:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from sweeps.constraints import is_feasible
+from sweeps.forecast import FORECAST_OBJECTIVES, forecasts_of
 from sweeps.pareto import Direction, hypervolume, pareto_front
 from sweeps.retention import correctness_retention_of, forgetting_of
 from sweeps.spec import OBJECTIVE_BOUNDS
@@ -71,6 +72,19 @@ _COLUMN_LEGEND = {
     "model on the retention tasks, of the initial actor / of the policy after RL (> 0: forgot).",
     "reward_asymptote": "reward_asymptote: the reward the probe's curve tends to (ScaleRL-style "
     "fit, docs/stability-metrics.md); mean over the seeds with a fit, '–' when none had one.",
+    "length_at_horizon": "length_at_horizon: the mean response length the probe's fitted length "
+    "curve predicts at the forecast horizon (docs/stability-metrics.md); mean over the seeds "
+    "with a fit, '–' when none had one.",
+}
+#: Legend of a forecast *objective*'s column (its value falls back when a fit is refused).
+_FORECAST_OBJECTIVE_LEGEND = (
+    "{name} (objective): each seed's forecast ({what}), or its observed mean over the probe's "
+    "last window when the fit was refused; '(fallback k/n)': k of the n seeds fell back "
+    "(docs/stability-metrics.md)."
+)
+_FORECAST_WHAT = {
+    "reward_asymptote": "the fitted reward asymptote",
+    "length_at_horizon": "the fitted length curve at the forecast horizon",
 }
 
 _KIND_STYLE = {
@@ -138,11 +152,22 @@ class TrialRecord:
             out.append(Interval.from_json(entry) if entry else mean_interval([value]))
         return out
 
-    def reward_asymptote(self) -> Interval | None:
-        """The reward forecast's asymptote over the seeds with a fit (None without one)."""
-        forecast = (self.stability or {}).get("reward_forecast")
-        entry = forecast.get("asymptote") if isinstance(forecast, dict) else None
+    def forecast(self, name: str) -> Interval | None:
+        """The forecast behind objective ``name`` of :data:`sweeps.forecast.FORECAST_OBJECTIVES`
+        (the reward's asymptote, the length at the horizon) over the seeds with a fit (None
+        without one)."""
+        key, quantity = FORECAST_OBJECTIVES[name]
+        forecast = (self.stability or {}).get(key)
+        entry = forecast.get(quantity) if isinstance(forecast, dict) else None
         return Interval.from_json(entry) if entry else None
+
+    def fallback_note(self, name: str) -> str:
+        """`` (fallback k/n)`` when ``k`` of the ``n`` seeds' forecast objective ``name`` took
+        the observed value, else empty."""
+        note = forecasts_of(self.stability).get(name)
+        if not note or not note["fallback"]:
+            return ""
+        return f" (fallback {note['seeds'] - note['seeds_fitted']}/{note['seeds']})"
 
     def feasible(self) -> bool:
         """Whether the trial met the sweep's constraints (see :mod:`sweeps.constraints`)."""
@@ -420,8 +445,11 @@ class Report:
         forgetting_keys = [
             key for key in FORGETTING_COLUMNS if any(key in t.forgetting() for t in self.front)
         ]
-        forecasts = any(t.reward_asymptote() for t in self.front)
-        forecast_keys = ["reward_asymptote"] if forecasts else []
+        forecast_keys = [
+            name
+            for name in FORECAST_OBJECTIVES
+            if name not in names and any(t.forecast(name) for t in self.front)
+        ]
         rungs = ["rung"] if any(t.fidelity for t in self.front) else []
         header = [
             "trial",
@@ -448,12 +476,12 @@ class Report:
                     "(" + ", ".join(f"{w:.3f}" for w in trial.weights) + ")",
                     f"{trial.alpha:.3f}",
                     *(
-                        _fmt_interval(objectives.get(n), i)
+                        _fmt_interval(objectives.get(n), i) + trial.fallback_note(n)
                         for n, i in zip(names, intervals, strict=True)
                     ),
                     *(_fmt(stability.get(k)) for k in stability_keys),
                     *(_fmt(trial.forgetting().get(k)) for k in forgetting_keys),
-                    *(_fmt_asymptote(trial.reward_asymptote()) for _ in forecast_keys),
+                    *(_fmt_forecast(trial.forecast(k)) for k in forecast_keys),
                 ]
             )
         return header, rows
@@ -487,7 +515,7 @@ class Report:
             "",
         ]
         header, rows = self.front_table()
-        legend = [text for key, text in _COLUMN_LEGEND.items() if key in header]
+        legend = self.legend(header)
         if legend:
             lines += [*legend, ""]
         if rows:
@@ -524,6 +552,17 @@ class Report:
                 lines.append(f"- {trial.label()}: {trial.state} — {trial.error or 'no reason'}")
         return "\n".join(lines) + "\n"
 
+    def legend(self, header: Sequence[str]) -> list[str]:
+        """What the front table's less obvious columns mean."""
+        objectives = {o.name for o in self.data.objectives}
+        lines = []
+        for key in header:
+            if key in objectives and key in _FORECAST_WHAT:
+                lines.append(_FORECAST_OBJECTIVE_LEGEND.format(name=key, what=_FORECAST_WHAT[key]))
+            elif key in _COLUMN_LEGEND:
+                lines.append(_COLUMN_LEGEND[key])
+        return lines
+
     def _recommendation_lines(self) -> list[str]:
         chosen = self.recommendation
         if chosen is None:
@@ -535,7 +574,7 @@ class Report:
         def describe(trial: TrialRecord) -> str:
             intervals = trial.intervals(objectives) or []
             values = ", ".join(
-                f"{o.name} {_fmt_interval(i.mean, i)}"
+                f"{o.name} {_fmt_interval(i.mean, i)}{trial.fallback_note(o.name)}"
                 for o, i in zip(objectives, intervals, strict=True)
             )
             return f"{trial.label()} ({trial.seed_kind or 'sampled'}): {values}"
@@ -626,6 +665,7 @@ def recommendation_json(
             "objectives": {o.name: i.to_json() for o, i in zip(objectives, intervals, strict=True)},
             "forgetting": trial.forgetting(),
             "correctness_retention": trial.correctness_retention(),
+            "forecasts": forecasts_of(trial.stability),
         }
 
     return _json_safe(
@@ -1004,7 +1044,7 @@ def _fmt_interval(value: Any, interval: Interval | None) -> str:
     return f"{_fmt(float(value))} ± {(interval.high - interval.low) / 2:.2g}"
 
 
-def _fmt_asymptote(interval: Interval | None) -> str:
+def _fmt_forecast(interval: Interval | None) -> str:
     return "–" if interval is None else _fmt_interval(interval.mean, interval)
 
 
@@ -1064,6 +1104,8 @@ def _trial_json(trial: TrialRecord) -> dict[str, Any]:
         "forgetting": trial.forgetting(),
         "correctness_retention": trial.correctness_retention(),
         "reward_forecast": stability.get("reward_forecast"),
+        "length_forecast": stability.get("length_forecast"),
+        "forecasts": forecasts_of(stability),
         "error": trial.error,
         "duration_s": trial.duration_s,
         "fidelity": trial.fidelity,

@@ -51,7 +51,14 @@ if TYPE_CHECKING:
     from sweeps.fidelity import Rung
 
 ObjectiveName = Literal[
-    "stability", "benchmark", "benchmark_after", "reward_gain", "kl", "forgetting"
+    "stability",
+    "benchmark",
+    "benchmark_after",
+    "reward_gain",
+    "kl",
+    "forgetting",
+    "reward_asymptote",
+    "length_at_horizon",
 ]
 Direction = Literal["maximize", "minimize"]
 SeedPreset = Literal["paper", "baselines"]
@@ -64,9 +71,12 @@ DEFAULT_DIRECTIONS: dict[str, Direction] = {
     "reward_gain": "maximize",
     "kl": "minimize",
     "forgetting": "minimize",
+    "reward_asymptote": "maximize",
+    "length_at_horizon": "maximize",
 }
 #: The range each objective can take (None: unbounded); intervals are clipped to it.
-#: Stability and benchmark scores are shares in [0, 1]; forgetting is a drop of such a score.
+#: Stability and benchmark scores are shares in [0, 1]; forgetting is a drop of such a score;
+#: a length is a count of tokens (its upper end, ``probe.response_length``, is the spec's).
 OBJECTIVE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "stability": (0.0, 1.0),
     "benchmark": (0.0, 1.0),
@@ -74,6 +84,8 @@ OBJECTIVE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "reward_gain": (None, None),
     "kl": (0.0, None),
     "forgetting": (-1.0, 1.0),
+    "reward_asymptote": (None, None),
+    "length_at_horizon": (0.0, None),
 }
 _WEIGHT_SUM_TOLERANCE = 1e-6
 #: Longest path accepted in a spec (Linux's PATH_MAX).
@@ -232,8 +244,9 @@ class ObjectiveSpec(_Frozen):
         default=None,
         description="Hypervolume reference value (the worst value that still counts). "
         "Default: 0 for maximized stability/benchmark/benchmark_after (1 if minimized), 0 for "
-        "reward_gain, 1.0 for kl and for forgetting (a drop of the whole score; -1 if "
-        "maximized).",
+        "reward_gain and reward_asymptote, 1.0 for kl and for forgetting (a drop of the whole "
+        "score; -1 if maximized), 0 tokens for maximized length_at_horizon (a minimized one "
+        "needs a reference: the longest length that still counts).",
     )
 
     @model_validator(mode="before")
@@ -258,6 +271,20 @@ class ObjectiveSpec(_Frozen):
         if self.name == "forgetting":
             return 1.0 if self.resolved_direction == "minimize" else -1.0
         return 0.0
+
+    @model_validator(mode="after")
+    def _minimized_length_has_reference(self) -> ObjectiveSpec:
+        # 0 tokens, the maximized default, would leave every minimized length without volume.
+        if (
+            self.name == "length_at_horizon"
+            and self.reference is None
+            and self.resolved_direction == "minimize"
+        ):
+            raise ValueError(
+                "length_at_horizon minimized needs a reference (the longest length that still "
+                "counts, e.g. probe.response_length)"
+            )
+        return self
 
 
 def default_objectives() -> list[ObjectiveSpec]:
@@ -412,6 +439,7 @@ class SweepSpec(_Frozen):
                     f"fidelity.min_repeats: {fidelity.min_repeats} exceeds probe.repeats "
                     f"({self.probe.repeats})"
                 )
+        self._check_forecast_objectives()
         if "forgetting" in self.objective_names and not self.benchmarks.retention_tasks:
             raise ValueError(
                 "objectives: forgetting needs retention tasks: name them in "
@@ -430,6 +458,27 @@ class SweepSpec(_Frozen):
                 f"(search.grid_levels={search.grid_levels})"
             )
         return self
+
+    def _check_forecast_objectives(self) -> None:
+        """A forecast objective needs probes long enough to fit a curve to, at every rung."""
+        from sweeps.forecast import FORECAST_OBJECTIVES, MIN_STEPS
+
+        chosen = [name for name in self.objective_names if name in FORECAST_OBJECTIVES]
+        if not chosen:
+            return
+        named = ", ".join(chosen)
+        if self.probe.steps < MIN_STEPS:
+            raise ValueError(
+                f"probe.steps: {self.probe.steps} updates are too few for the forecast objective "
+                f"{named}: a curve is fitted to at least {MIN_STEPS} steps (every trial would "
+                "take its observed value)"
+            )
+        low = self.rungs()[0].steps
+        if low < MIN_STEPS:
+            raise ValueError(
+                f"fidelity.min_steps: the lowest rung's {low} updates are too few for the "
+                f"forecast objective {named}: a curve is fitted to at least {MIN_STEPS} steps"
+            )
 
     def search_space(self) -> SearchSpace:
         """The search space described by ``search`` and the number of SFT models."""

@@ -23,6 +23,12 @@ drop after RL in ``benchmarks["after"]`` and their mean as the ``forgetting`` ob
 against its first) is stored with each seed's stability when every probe prompt has a known
 answer (the task family's K and R questions, see :func:`grade_task_family`), whatever the
 reward; with other prompts it is not recorded.
+
+*Forecasts* (:mod:`sweeps.forecast`): each seed's reward and length curves are fitted with a
+saturating curve (``stability["reward_forecast"]``, ``stability["length_forecast"]``, per seed
+in ``stability["seeds"]``); the ``reward_asymptote`` and ``length_at_horizon`` objectives take
+each seed's forecast, or its observed last-window mean when the fit was refused (flagged
+``fallback`` with the reason).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeps.exceptions import SweepsError
+from sweeps.forecast import FORECAST_OBJECTIVES
 from sweeps.search_space import Candidate
 from sweeps.spec import OBJECTIVE_BOUNDS, SweepSpec
 
@@ -302,9 +309,10 @@ def objective_values(
     ``stability`` is the probe's combined stability score in [0, 1], ``benchmark`` the
     weighted mean of the selection tasks on the initial actor, ``benchmark_after`` the same on
     the policy the probe trained, ``reward_gain`` the last finite update's mean reward minus the
-    first's (the untrained actor's), ``kl`` the KL to the reference at the last finite update
-    and ``forgetting`` the trained policy's mean score drop versus the base on the retention
-    tasks.
+    first's (the untrained actor's), ``kl`` the KL to the reference at the last finite update,
+    ``forgetting`` the trained policy's mean score drop versus the base on the retention
+    tasks, and ``reward_asymptote`` / ``length_at_horizon`` the ``value`` of the probe's reward
+    and length forecasts in ``stability`` (the forecast, or the observed value on a fallback).
     """
     finite = [step for step in steps if not step.non_finite_fields()]
     available = {
@@ -316,12 +324,22 @@ def objective_values(
         ),
         "kl": float(stability["kl_final"]),
         "forgetting": math.nan if forgetting is None else float(forgetting),
+        **{
+            name: _forecast_value(stability.get(key))
+            for name, (key, _) in FORECAST_OBJECTIVES.items()
+        },
     }
     values = {name: available[name] for name in names}
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
         raise TrialFailedError(f"objective {', '.join(bad)} is not finite")
     return values
+
+
+def _forecast_value(forecast: dict[str, Any] | None) -> float:
+    """A seed's forecast objective value (NaN without a forecast)."""
+    value = (forecast or {}).get("value")
+    return math.nan if value is None else float(value)
 
 
 @dataclass
@@ -348,7 +366,7 @@ def _probe_seed(
     from evaluators.benchmarks import forgetting
     from evaluators.probe import ProbeDivergedError, run_probe
     from evaluators.stability import correctness_retention
-    from sweeps.forecast import fit_reward_curve
+    from sweeps.forecast import fit_length_curve, fit_reward_curve
 
     names = [o.name for o in spec.objectives]
     config = spec.probe.model_copy(update={"seed": seed})
@@ -396,8 +414,17 @@ def _probe_seed(
     )
     if correctness is not None:
         stability.update(correctness)
+    numbers = [step.step for step in probe.steps]
+    window = spec.probe.stability_window
     stability["reward_forecast"] = fit_reward_curve(
-        [step.step for step in probe.steps], [step.reward_mean for step in probe.steps]
+        numbers, [step.reward_mean for step in probe.steps], window=window
+    ).to_json()
+    stability["length_forecast"] = fit_length_curve(
+        numbers,
+        [step.length_mean for step in probe.steps],
+        horizon=spec.probe.resolved_forecast_horizon,
+        max_length=spec.probe.response_length,
+        window=window,
     ).to_json()
     return _SeedRun(
         seed=seed,
@@ -445,8 +472,8 @@ def benchmark_stderr(result: BenchmarkResult) -> float | None:
 
 
 def _rms(errors: Sequence[float | None]) -> float | None:
-    """The root mean square of the seeds' lm-eval errors (the same documents for every seed),
-    None unless every seed has one."""
+    """The root mean square of the seeds' standard errors (lm-eval's: the same documents for
+    every seed; or each fit's), None unless every seed has one."""
     if not errors or any(se is None for se in errors):
         return None
     return math.sqrt(sum(se**2 for se in errors if se is not None) / len(errors))
@@ -473,22 +500,32 @@ def _combine_stability(seeds: Sequence[_SeedRun]) -> dict[str, Any]:
 
 
 def _combine_forecasts(forecasts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The seeds' reward forecasts: the fitted asymptote's and efficiency's mean and interval
-    over the seeds that have one (None when none has), and why the others have none."""
+    """The seeds' forecasts of one metric: the mean and interval, over the seeds with a fit, of
+    the fitted asymptote, efficiency and (with a horizon) the value at the horizon (None when no
+    seed has a fit); whether some seed fell back to its observed value, and why."""
     from sweeps.statistics import mean_interval
 
     fitted = [f for f in forecasts if f.get("asymptote") is not None]
-    return {
-        "asymptote": (
-            mean_interval([f["asymptote"] for f in fitted]).to_json() if fitted else None
-        ),
-        "efficiency": (
-            mean_interval([f["efficiency"] for f in fitted]).to_json() if fitted else None
-        ),
+
+    def interval(key: str) -> dict[str, Any] | None:
+        values = [float(f[key]) for f in fitted if f.get(key) is not None]
+        return mean_interval(values).to_json() if values else None
+
+    combined: dict[str, Any] = {
+        "asymptote": interval("asymptote"),
+        "efficiency": interval("efficiency"),
         "seeds_fitted": len(fitted),
         "seeds": len(forecasts),
+        "fallback": len(fitted) < len(forecasts),
         "reasons": [f["reason"] for f in forecasts if f.get("reason")],
     }
+    horizon = forecasts[0].get("horizon") if forecasts else None
+    if horizon is not None:
+        combined["horizon"] = horizon
+        combined["at_horizon"] = interval("at_horizon")
+        # Each fit's own error: the interval above already holds it through the seeds' spread.
+        combined["at_horizon_se"] = _rms([f.get("at_horizon_se") for f in fitted])
+    return combined
 
 
 def run_trial(
@@ -566,9 +603,8 @@ def run_trial(
     objectives = {name: stats["mean"] for name, stats in objective_stats.items()}
 
     stability = _combine_stability(seeds)
-    stability["reward_forecast"] = _combine_forecasts(
-        [run.stability["reward_forecast"] for run in seeds]
-    )
+    for key, _ in FORECAST_OBJECTIVES.values():
+        stability[key] = _combine_forecasts([run.stability[key] for run in seeds])
     stability["seeds"] = [{"seed": run.seed, **run.stability} for run in seeds]
     stability["objective_stats"] = objective_stats
     constraints = constraint_values(

@@ -4,7 +4,8 @@ Any test may use them: ``make_checkpoint`` saves one model (Llama-style or Qwen2
 embeddings, single-file or sharded, bf16/fp16/fp32) with a small character-level tokenizer and a
 generation config; ``make_family`` saves a base and N SFT checkpoints of the same shape;
 ``make_reward_model`` a one-label sequence classifier; ``make_probe_inputs`` what a probe reads
-(an actor, a reward model and a prompts file).
+(an actor, a reward model and a prompts file); ``write_arith_prompts`` and
+:data:`TINY_BENCHMARKS` the prompts and benchmark section of a tiny sweep spec.
 """
 
 from __future__ import annotations
@@ -182,3 +183,22 @@ def make_probe_inputs(
     path = root / "prompts.jsonl"
     path.write_text("".join(json.dumps(dict(row)) + "\n" for row in prompts))
     return {"actor": actor, "reward": reward, "prompts": path}
+
+
+#: A sweep spec's ``benchmarks`` section that scores a tiny model in seconds on the CPU.
+TINY_BENCHMARKS: dict[str, object] = {
+    "selection": ["bai_facts_mc"],
+    "report": [],
+    "limit": 2,
+    "batch_size": 4,
+    "device": "cpu",
+}
+
+
+def write_arith_prompts(path: str | Path, count: int) -> Path:
+    """A JSONL file of ``count`` probe prompts ``what is n plus 2 ?``."""
+    path = Path(path)
+    path.write_text(
+        "".join(json.dumps({"prompt": f"what is {n} plus 2 ?"}) + "\n" for n in range(count))
+    )
+    return path

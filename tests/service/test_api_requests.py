@@ -155,6 +155,21 @@ def test_weights_not_summing_to_one(open_api: httpx.Client, model_root: ModelRoo
 
 
 @pytest.mark.usefixtures("nothing_queued")
+def test_a_forecast_objective_on_a_probe_too_short_to_fit(
+    open_api: httpx.Client, model_root: ModelRoot
+) -> None:
+    spec = model_root.spec(objectives=["stability", "length_at_horizon"])  # probe.steps 2
+    _reject(
+        open_api,
+        open_api.post("/sweeps", json=spec),
+        422,
+        "probe.steps: 2 updates are too few for the forecast objective length_at_horizon",
+    )
+    spec["probe"] = {**spec["probe"], "steps": 6, "forecast_horizon": 5}
+    _reject(open_api, open_api.post("/sweeps", json=spec), 422, "forecast_horizon (5)")
+
+
+@pytest.mark.usefixtures("nothing_queued")
 def test_path_outside_the_roots(open_api: httpx.Client, model_root: ModelRoot) -> None:
     spec = model_root.spec()
     spec["models"]["base"] = str(model_root.foreign)

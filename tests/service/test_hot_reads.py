@@ -27,7 +27,19 @@ from sweeps.results import update_front
 from tests.service.conftest import TOKEN, ModelRoot, live_server
 
 #: What trial 3 (the best benchmark: the recommendation) kept, as sweeps.trial stores it.
-_RETAINED = {3: {"correctness_retention": 0.75}}
+_RETAINED = {
+    3: {
+        "correctness_retention": 0.75,
+        "length_forecast": {
+            "at_horizon": None,
+            "seeds_fitted": 1,
+            "seeds": 2,
+            "fallback": True,
+            "reasons": ["flat length: nothing to fit"],
+            "horizon": 48,
+        },
+    }
+}
 _FORGOT = {3: {"forgetting_init": 0.1, "after": [{"forgetting": 0.2}, {"forgetting": 0.4}]}}
 
 
@@ -90,10 +102,22 @@ def test_stored_bodies_round_trip_through_the_schemas(
             {"forgetting_init": 0.1, "forgetting_after": 0.3}
         )
         assert members[0]["forgetting"] == {} and members[0]["correctness_retention"] is None
+        # How its forecast came about (a forecast objective's fallback), under the same name.
+        assert members[3]["forecasts"] == {
+            "length_at_horizon": {
+                "seeds_fitted": 1,
+                "seeds": 2,
+                "fallback": True,
+                "reasons": ["flat length: nothing to fit"],
+                "horizon": 48,
+            }
+        }
+        assert members[0]["forecasts"] == {}
         recommended = front["recommendation"]
         assert recommended["trial_number"] == 3
         assert recommended["forgetting"] == members[3]["forgetting"]
         assert recommended["correctness_retention"] == 0.75
+        assert recommended["forecasts"] == members[3]["forecasts"]
         assert recommended["runner_up"]["correctness_retention"] is None
 
         # Sweeps stored before the views, and fronts stored without statistics: the routes

@@ -177,12 +177,18 @@ def test_valid_spec_passes(model_root: ModelRoot) -> None:
     [
         ("probe", {"response_length": 100_000}, "probe.response_length"),
         ("benchmarks", {"max_gen_toks": 1000}, "benchmarks.max_gen_toks"),
+        # A forecast objective on the spec's 2-update probe: no curve could ever be fitted.
+        ("objectives", ["stability", "reward_asymptote"], "probe.steps: 2 updates are too few"),
     ],
 )
 def test_run_refuses_before_creating_anything(
-    tmp_path: Path, model_root: ModelRoot, section: str, values: dict, field: str
+    tmp_path: Path, model_root: ModelRoot, section: str, values: dict | list, field: str
 ) -> None:
-    spec = _with(model_root.spec(), section, **values)
+    spec = (
+        {**model_root.spec(), section: values}
+        if isinstance(values, list)
+        else _with(model_root.spec(), section, **values)
+    )
     spec_file = tmp_path / "sweep.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     data_dir = tmp_path / "data"

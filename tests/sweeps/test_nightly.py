@@ -75,6 +75,39 @@ def test_different_reference_points_are_not_compared_by_hypervolume() -> None:
     assert "not comparable" in comparison.lines()[0]
 
 
+def _forecast_data(sweep_id: str, length: float, horizon: int) -> SweepReportData:
+    objectives = [
+        ObjectiveInfo("stability", "maximize", 0.0),
+        ObjectiveInfo("length_at_horizon", "maximize", 0.0),
+    ]
+    trial = TrialRecord(
+        0,
+        (0.5, 0.5),
+        0.5,
+        "complete",
+        None,
+        {"stability": 0.5, "length_at_horizon": length},
+        {"length_forecast": {"horizon": horizon, "seeds_fitted": 1, "seeds": 1}},
+    )
+    return SweepReportData(sweep_id, "nightly", "succeeded", objectives, [trial], n_trials=1)
+
+
+def test_lengths_forecast_at_different_horizons_are_not_compared() -> None:
+    previous = _forecast_data("a", 90.0, horizon=180)
+    shorter = compare_sweeps(_forecast_data("b", 30.0, horizon=48), previous)
+    assert not shorter.regressed and not shorter.hypervolume_comparable
+    assert shorter.not_compared == {
+        "length_at_horizon": "forecast at update 48 here but 180 in sweep a"
+    }
+    assert "length_at_horizon" not in shorter.previous_best
+    assert "length_at_horizon not compared: forecast at update 48" in "\n".join(shorter.lines())
+    assert shorter.to_json()["not_compared"] == shorter.not_compared
+    # The same horizon: compared, and a fall beyond the margin is a regression.
+    same = compare_sweeps(_forecast_data("c", 30.0, horizon=180), previous)
+    assert same.not_compared == {} and same.hypervolume_comparable
+    assert any("best length_at_horizon" in r for r in same.regressions)
+
+
 def test_no_completed_trial_is_a_regression() -> None:
     empty = SweepReportData("b", "nightly", "succeeded", OBJECTIVES, [], n_trials=4)
     comparison = compare_sweeps(empty, _data("a", (0.5, 0.5)), tolerance=0.02)

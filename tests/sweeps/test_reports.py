@@ -323,3 +323,79 @@ def test_front_table_shows_the_reward_forecast_and_clipped_intervals() -> None:
     assert rows[0][-1] == "0.85 ± 0.64"  # t(1) x sem 0.05
     without = build_report(_noisy_data(_repeated(0, 0.9, 0.4, 0.02))).front_table()[0]
     assert "reward_asymptote" not in without
+
+
+def _forecast_trial(number: int, length: float, fitted: int) -> TrialRecord:
+    """A trial with ``length_at_horizon`` an objective, ``fitted`` of its 2 seeds fitted."""
+    stats = {
+        **mean_interval([length - 1, length + 1]).to_json(),
+        "values": [length - 1, length + 1],
+    }
+    reasons = ["flat length: nothing to fit"] * (2 - fitted)
+    stability = 0.5 + 0.1 * number
+    return TrialRecord(
+        number=number,
+        weights=(0.5, 0.5),
+        alpha=0.1 * number,
+        state="complete",
+        objectives={"stability": stability, "length_at_horizon": length},
+        stability={
+            "stability": stability,
+            "objective_stats": {
+                "stability": mean_interval([stability] * 2).to_json(),
+                "length_at_horizon": stats,
+            },
+            "reward_forecast": {"asymptote": None, "seeds_fitted": 0, "seeds": 2, "reasons": []},
+            "length_forecast": {
+                "at_horizon": stats if fitted else None,
+                "seeds_fitted": fitted,
+                "seeds": 2,
+                "fallback": fitted < 2,
+                "reasons": reasons,
+                "horizon": 48,
+            },
+        },
+    )
+
+
+def test_a_forecast_objective_says_when_its_seeds_fell_back() -> None:
+    objectives = [
+        ObjectiveInfo("stability", "maximize", 0.0),
+        ObjectiveInfo("length_at_horizon", "maximize", 0.0),
+    ]
+    trials = [_forecast_trial(0, 60.0, fitted=1), _forecast_trial(1, 40.0, fitted=2)]
+    data = SweepReportData("f1", "forecast", "succeeded", objectives, trials, 2)
+    report = build_report(data)
+    header, rows = report.front_table()
+    # The objective's own column, no separate forecast column.
+    assert header.count("length_at_horizon") == 1 and "reward_asymptote" not in header
+    by_trial = {row[0]: row[header.index("length_at_horizon")] for row in rows}
+    assert by_trial == {"#0": "60 ± 13 (fallback 1/2)", "#1": "40 ± 13"}
+    markdown = report.to_markdown()
+    assert "length_at_horizon (objective): each seed's forecast" in markdown
+    # #1 is recommended (best stability), #0 the runner-up: its line says it fell back too.
+    runner_up = next(line for line in markdown.splitlines() if line.startswith("- runner-up"))
+    assert runner_up.endswith("length_at_horizon 60 ± 13 (fallback 1/2)")
+    json_trials = {t["number"]: t for t in report.to_json()["trials"]}
+    assert json_trials[0]["forecasts"]["length_at_horizon"] == {
+        "seeds_fitted": 1,
+        "seeds": 2,
+        "fallback": True,
+        "reasons": ["flat length: nothing to fit"],
+        "horizon": 48,
+    }
+    assert json_trials[1]["length_forecast"]["horizon"] == 48
+    recommended = front_statistics(data)["recommendation"]
+    assert recommended["forecasts"]["length_at_horizon"]["seeds"] == 2
+
+
+def test_the_length_forecast_column_when_it_is_not_an_objective() -> None:
+    def table(trial: TrialRecord) -> tuple[list[str], list[list[str]]]:
+        objectives = [ObjectiveInfo("stability", "maximize", 0.0)]
+        data = SweepReportData("f2", "forecast", "succeeded", objectives, [trial], 1)
+        return build_report(data).front_table()
+
+    header, rows = table(_forecast_trial(0, 60.0, fitted=2))
+    assert header[-1] == "length_at_horizon"
+    assert rows[0][-1] == "60 ± 13"
+    assert "length_at_horizon" not in table(_forecast_trial(0, 60.0, fitted=0))[0]

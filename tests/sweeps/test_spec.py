@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from evaluators.benchmarks import BenchmarkConfig
 from evaluators.probe import ProbeConfig
 from sweeps.exceptions import InvalidSpecError
-from sweeps.spec import SweepSpec
+from sweeps.fidelity import spec_at
+from sweeps.spec import OBJECTIVE_BOUNDS, SweepSpec
 
 MODELS = {
     "base": "/m/base",
@@ -165,6 +166,73 @@ def test_forgetting_objective_and_its_retention_tasks() -> None:
         _spec(objectives=["forgetting"], benchmarks={"selection": ["bai_arith_gen"], "report": []})
     with pytest.raises(InvalidSpecError, match=r"retention task.*bai_nope.*neither"):
         _spec(benchmarks={"retention": ["bai_nope"]})
+
+
+def test_forecast_objectives_their_directions_references_and_horizon() -> None:
+    spec = _spec(objectives=["stability", "reward_asymptote", "length_at_horizon"])
+    assert spec.directions == ["maximize", "maximize", "maximize"]
+    assert spec.reference_point == [0.0, 0.0, 0.0]
+    assert OBJECTIVE_BOUNDS["length_at_horizon"] == (0.0, None)
+    assert OBJECTIVE_BOUNDS["reward_asymptote"] == (None, None)
+    # The horizon defaults to 6x the probe's updates; a spec may set it, not below the probe.
+    assert spec.probe.forecast_horizon is None
+    assert spec.probe.resolved_forecast_horizon == 6 * 30
+    fixed = _spec(probe={"steps": 12, "forecast_horizon": 12})
+    assert fixed.probe.resolved_forecast_horizon == 12
+    minimized = _spec(
+        objectives=[{"name": "length_at_horizon", "direction": "minimize", "reference": 128}]
+    )
+    assert minimized.reference_point == [128.0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"probe": {"steps": 12, "forecast_horizon": 11}},
+            r"probe: forecast_horizon \(11\) is below steps \(12\)",
+        ),
+        ({"probe": {"forecast_horizon": 0}}, "probe.forecast_horizon"),
+        (
+            {"objectives": [{"name": "length_at_horizon", "direction": "minimize"}]},
+            r"objectives\.0: length_at_horizon minimized needs a reference",
+        ),
+        (
+            {"objectives": ["stability", "length_at_horizon"], "probe": {"steps": 5}},
+            r"probe\.steps: 5 updates are too few for the forecast objective length_at_horizon: "
+            "a curve is fitted to at least 6 steps",
+        ),
+        (
+            {"objectives": ["reward_asymptote"], "probe": {"steps": 2}},
+            "too few for the forecast objective reward_asymptote",
+        ),
+        (
+            {
+                "objectives": ["reward_asymptote", "length_at_horizon"],
+                "probe": {"steps": 8},
+                "fidelity": {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 2},
+            },
+            r"fidelity\.min_steps: the lowest rung's 2 updates are too few for the forecast "
+            "objective reward_asymptote, length_at_horizon",
+        ),
+    ],
+)
+def test_forecast_objectives_need_a_probe_long_enough_to_fit(overrides: dict, message: str) -> None:
+    with pytest.raises(InvalidSpecError, match=message):
+        _spec(**overrides)
+
+
+def test_a_probe_too_short_to_fit_is_fine_without_a_forecast_objective() -> None:
+    assert _spec(probe={"steps": 2}).probe.steps == 2
+    long_rungs = _spec(
+        objectives=["length_at_horizon"],
+        probe={"steps": 24},
+        fidelity={"enabled": True, "rungs": 2, "eta": 4, "min_steps": 6},
+    )
+    # Every rung forecasts the full probe's horizon.
+    rungs = long_rungs.rungs()
+    assert [r.steps for r in rungs] == [6, 24]
+    assert {spec_at(long_rungs, r).probe.resolved_forecast_horizon for r in rungs} == {144}
 
 
 def test_nightly_defaults_to_intervals_and_warm_start() -> None:

@@ -95,6 +95,17 @@ def test_a_trial_probes_every_seed_and_reports_means_with_intervals(
     for seed in seeds:
         assert seed["reward_forecast"]["asymptote"] is None
         assert seed["reward_forecast"]["reason"] == "too few finite steps to fit (3 < 6)"
+        # Refused fits fall back to the observed last-window mean (what a forecast objective
+        # would take), the length's at the default horizon of 6 x 3 updates.
+        assert seed["reward_forecast"]["fallback"] is True
+        length = seed["length_forecast"]
+        assert (length["horizon"], length["fallback"], length["at_horizon"]) == (18, True, None)
+        assert length["value"] == length["observed"] and 0 < length["observed"] <= 24
+    assert seeds[0]["length_forecast"]["observed"] == pytest.approx(
+        sum(step.length_mean for step in streamed) / 3
+    )
+    combined = outcome.stability["length_forecast"]
+    assert (combined["seeds_fitted"], combined["fallback"], combined["horizon"]) == (0, True, 18)
 
 
 def test_a_reference_model_gives_the_reference_length(demo_world: Any, tmp_path: Path) -> None:

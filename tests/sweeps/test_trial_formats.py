@@ -4,7 +4,6 @@ every stage and are recorded with the trial."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,13 @@ from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
 from sweeps.trial import clear_trial_inputs, load_trial_inputs, run_trial
 from tests.sweeps.test_merge_vocab import ADDED, BASE_TOKENS, _with_added_tokens
-from tests.tiny_models import make_checkpoint, tiny_config, tiny_tokenizer
+from tests.tiny_models import (
+    TINY_BENCHMARKS,
+    make_checkpoint,
+    tiny_config,
+    tiny_tokenizer,
+    write_arith_prompts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +57,7 @@ def _spec(root: Path, **models) -> SweepSpec:
         root / "reasoning", seed=2, vocab_size=BASE_TOKENS + len(ADDED), **common
     )
     _chat(reasoning, added=True)
-    prompts = root / "prompts.jsonl"
-    prompts.write_text(
-        "".join(json.dumps({"prompt": f"what is {n} plus 2 ?"}) + "\n" for n in range(4))
-    )
+    prompts = write_arith_prompts(root / "prompts.jsonl", 4)
     data = {
         "name": "formats",
         "models": {
@@ -69,13 +71,7 @@ def _spec(root: Path, **models) -> SweepSpec:
         "search": {"n_trials": 1, "seed_points": "none"},
         "prompt": {"format": "chat", "system": "be brief"},
         "probe": {"steps": 2, "batch_size": 4, "response_length": 6, "device": "cpu"},
-        "benchmarks": {
-            "selection": ["bai_facts_mc"],
-            "report": [],
-            "limit": 2,
-            "batch_size": 4,
-            "device": "cpu",
-        },
+        "benchmarks": TINY_BENCHMARKS,
     }
     (root / "spec.yaml").write_text(yaml.safe_dump(data))
     return SweepSpec.from_file(root / "spec.yaml")
