@@ -33,26 +33,18 @@ STEP_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
     from sweeps.demo._tokenizer import build_tokenizer
-    from sweeps.demo.world import WorldRecipe
+    from sweeps.demo.world import WorldRecipe, model_config
 
     threads, warmup, steps = (int(a) for a in sys.argv[1:4])
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
     recipe = WorldRecipe()
-    vocab = len(build_tokenizer())
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.num_layers,
-        num_attention_heads=recipe.num_heads,
-        num_key_value_heads=recipe.num_heads,
-        max_position_embeddings=recipe.max_position_embeddings,
-        tie_word_embeddings=False,
-    )
+    tokenizer = build_tokenizer()
+    vocab = len(tokenizer)
+    config = model_config(recipe, tokenizer)
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = torch.randint(0, vocab, (recipe.base.batch_size, recipe.block_size))

@@ -402,24 +402,11 @@ def _progress_display(enabled: bool) -> Iterator[Progress]:
         yield display
 
 
-def train_here(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
-    """Train, score and record the world into ``root`` in this process (on its kernels).
+def model_config(recipe: WorldRecipe, tokenizer: Any) -> Any:
+    """The ``LlamaConfig`` every model of a world shares (untied embeddings)."""
+    from transformers import LlamaConfig
 
-    ``world.json``'s ``gates`` holds the scores the gates are checked on (``_record_gates``).
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from sweeps.demo import _corpus as corpus
-    from sweeps.demo import _training as training
-    from sweeps.demo._tokenizer import NUMBER_RANGE, build_tokenizer
-
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    stage_seconds: dict[str, float] = {}
-    final_losses: dict[str, float] = {}
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=recipe.hidden_size,
         intermediate_size=recipe.intermediate_size,
@@ -432,6 +419,26 @@ def train_here(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
+
+
+def train_here(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress: bool) -> None:
+    """Train, score and record the world into ``root`` in this process (on its kernels).
+
+    ``world.json``'s ``gates`` holds the scores the gates are checked on (``_record_gates``).
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from sweeps.demo import _corpus as corpus
+    from sweeps.demo import _training as training
+    from sweeps.demo._tokenizer import NUMBER_RANGE, build_tokenizer
+
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    stage_seconds: dict[str, float] = {}
+    final_losses: dict[str, float] = {}
+    tokenizer = build_tokenizer()
+    config = model_config(recipe, tokenizer)
     train = task.generate_problems(seed, recipe.train_problems, "train")
     train_facts = task.facts("train")
     rng = random.Random(f"demo-world-{seed}")
