@@ -235,7 +235,9 @@ def main() -> None:
     short: dict[int, dict[str, Any]] = {}
     long: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in range(len(candidates))}
     with ProcessPoolExecutor(
-        max_workers=args.workers, initializer=_worker_init, initargs=(str(world.root),)
+        max_workers=args.workers,
+        initializer=_worker_init,
+        initargs=(str(world.root), probe.repeats),
     ) as pool:
         for result in pool.map(_run_job, jobs):
             if result["kind"] == "short":
