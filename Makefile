@@ -13,11 +13,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first and pinned, with pip (it finds the local CPU wheel; a bare requirement would
-	# pull a multi-GB CUDA build), then everything else with uv: the same pins, installed in
-	# under a minute where pip takes about two and a half (torch stays: it satisfies its pin).
-	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0 uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test]'
+	# torch first and pinned: a bare requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
