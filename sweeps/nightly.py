@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeps.forecast import forecasts_of
 from sweeps.pareto import Direction
 from sweeps.reports import SweepReportData, TrialRecord
 from sweeps.search_space import Candidate
@@ -241,9 +242,9 @@ def _forecast_horizons(data: SweepReportData) -> set[int]:
     """The horizons of the length forecasts the sweep's scored trials recorded."""
     horizons = set()
     for trial, _ in data.scored_trials():
-        forecast = (trial.stability or {}).get("length_forecast")
-        if isinstance(forecast, dict) and forecast.get("horizon") is not None:
-            horizons.add(int(forecast["horizon"]))
+        horizon = forecasts_of(trial.stability).get("length_at_horizon", {}).get("horizon")
+        if horizon is not None:
+            horizons.add(horizon)
     return horizons
 
 

@@ -16,10 +16,10 @@ import torch
 import yaml
 
 from sweeps.forecast import forecasts_of
-from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord, build_report
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
 from sweeps.trial import clear_trial_inputs, run_trial
+from tests.sweeps._report_support import one_trial_report
 from tests.tiny_models import (
     TINY_BENCHMARKS,
     make_family,
@@ -117,23 +117,7 @@ def test_forecast_objectives_come_from_the_probe_curves(forecast_spec: SweepSpec
         assert forecast["at_horizon"] < forecast["start"]
 
     # The report shows the objectives and says which fell back.
-    record = TrialRecord(
-        number=0,
-        weights=(0.5, 0.5),
-        alpha=0.3,
-        state="complete",
-        objectives=dict(outcome.objectives),
-        stability=outcome.stability,
-    )
-    data = SweepReportData(
-        sweep_id="s",
-        name="forecast",
-        status="succeeded",
-        objectives=[ObjectiveInfo(name, "maximize", 0.0) for name in outcome.objectives],
-        trials=[record],
-        n_trials=1,
-    )
-    report = build_report(data)
+    report = one_trial_report("forecast", outcome, 0.3, stability=outcome.stability)
     header, rows = report.front_table()
     cell = rows[0][header.index("length_at_horizon")]
     fell_back = length["seeds"] - length["seeds_fitted"]

@@ -12,10 +12,10 @@ import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from evaluators.rewards import InvalidRewardError
-from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord, build_report
 from sweeps.search_space import Candidate
 from sweeps.spec import SweepSpec
 from sweeps.trial import clear_trial_inputs, load_trial_inputs, run_trial
+from tests.sweeps._report_support import one_trial_report
 from tests.sweeps.test_merge_vocab import ADDED, BASE_TOKENS, _with_added_tokens
 from tests.tiny_models import (
     TINY_BENCHMARKS,
@@ -87,24 +87,7 @@ def test_trial_uses_and_records_the_prompt_format_and_union_vocabulary(tmp_path)
     recorded = outcome.benchmarks
     assert recorded["prompt_format"] == "chat" and recorded["system_prompt"] == "be brief"
     assert recorded["tokenizer_source"] == "union"
-    record = TrialRecord(
-        number=0,
-        weights=(0.5, 0.5),
-        alpha=0.5,
-        state="complete",
-        objectives=dict(outcome.objectives),
-        benchmarks=recorded,
-    )
-    data = SweepReportData(
-        sweep_id="s",
-        name="formats",
-        status="succeeded",
-        error=None,
-        n_trials=1,
-        objectives=[ObjectiveInfo(name, "maximize", 0.0) for name in outcome.objectives],
-        trials=[record],
-    )
-    markdown = build_report(data).to_markdown()
+    markdown = one_trial_report("formats", outcome, 0.5, benchmarks=recorded).to_markdown()
     assert "- prompt format: chat (system prompt: 'be brief'), tokenizer_source: union" in markdown
 
 
