@@ -21,12 +21,18 @@ feasible trials and the spec's fixed reference point. Probe updates are counted 
 Usage::
 
     nice -n 10 .venv/bin/python benchmarks/multifidelity.py [--candidates 8] [--steps 8]
-        [--repeats 1]
+        [--repeats 1] [--seeds 0 1 2]
+
+With several ``--seeds`` (the probe's seed, so each comparison trains other runs) it prints each
+comparison, then the hypervolume ratio's mean and spread over them: one candidate set on one
+probe seed is a single draw, and whether the 2-update rung keeps the full front's members varies
+from draw to draw.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +46,9 @@ UPDATES_TARGET = 0.50
 SPREAD = [(0.3, 0.35), (0.7, 0.35), (0.5, 0.65), (0.2, 0.8), (0.8, 0.1), (0.4, 0.9)]
 
 
-def _spec(world: Any, *, name: str, candidates: int, args: argparse.Namespace, halving: bool):
+def _spec(
+    world: Any, *, name: str, candidates: int, args: argparse.Namespace, halving: bool, seed: int
+) -> Any:
     from service.cli._demo_sweep import demo_sweep_spec
     from sweeps.spec import SweepSpec
 
@@ -55,7 +63,7 @@ def _spec(world: Any, *, name: str, candidates: int, args: argparse.Namespace, h
         sampler="random",
         seed_points=points[: candidates - 1],  # "baselines" is two candidates
     )
-    raw["probe"].update(steps=args.steps, repeats=args.repeats)
+    raw["probe"].update(steps=args.steps, repeats=args.repeats, seed=seed)
     raw["fidelity"]["enabled"] = halving
     return SweepSpec.parse(raw, source=name)
 
@@ -106,15 +114,45 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8, help="full probe updates")
     parser.add_argument("--repeats", type=int, default=1, help="full probe seeds")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="probe seeds: one comparison each, then the ratio's mean and spread over them",
+    )
     args = parser.parse_args()
     from sweeps.demo import build_world
-    from sweeps.fidelity import probe_updates
-    from sweeps.pareto import hypervolume
 
     world = build_world(REPO / ".bai-sweep" / "demo-world", seed=0, progress=False)
     work = Path(tempfile.mkdtemp(prefix="bai-sweep-multifidelity-"))
-    full_spec = _spec(world, name="mf-full", candidates=args.candidates, args=args, halving=False)
-    sh_spec = _spec(world, name="mf-halving", candidates=args.candidates, args=args, halving=True)
+    hv_ratios, wall_ratios = [], []
+    for seed in args.seeds:
+        hv_ratio, wall_ratio = _compare(world, work, args, seed)
+        hv_ratios.append(hv_ratio)
+        wall_ratios.append(wall_ratio)
+    if len(args.seeds) > 1:
+        mean, spread = statistics.fmean(hv_ratios), statistics.stdev(hv_ratios)
+        met = sum(r >= HV_TARGET for r in hv_ratios)
+        print(
+            f"over probe seeds {args.seeds}: hypervolume ratio mean {mean:.3f} ± {spread:.3f} "
+            f"(sd; min {min(hv_ratios):.3f}, max {max(hv_ratios):.3f}), >= {HV_TARGET} on "
+            f"{met} of {len(hv_ratios)}; mean {'PASS' if mean >= HV_TARGET else 'FAIL'}; "
+            f"wall-time ratio mean {statistics.fmean(wall_ratios):.3f}"
+        )
+
+
+def _compare(world: Any, work: Path, args: argparse.Namespace, seed: int) -> tuple[float, float]:
+    """One full and one halving sweep over the same candidates on probe seed ``seed``."""
+    from sweeps.fidelity import probe_updates
+    from sweeps.pareto import hypervolume
+
+    def spec(name: str, halving: bool) -> Any:
+        return _spec(
+            world, name=name, candidates=args.candidates, args=args, halving=halving, seed=seed
+        )
+
+    full_spec, sh_spec = spec(f"mf-full-{seed}", False), spec(f"mf-halving-{seed}", True)
     full, full_wall = _run(full_spec, work)
     halving, sh_wall = _run(sh_spec, work)
 
@@ -132,7 +170,7 @@ def main() -> None:
     rungs = ", ".join(f"{r.steps}x{r.repeats}" for r in sh_spec.rungs())
     print(
         f"multifidelity: {args.candidates} candidates, rungs (steps x seeds) {rungs}, "
-        f"eta {sh_spec.fidelity.eta}; full probe {args.steps}x{args.repeats}"
+        f"eta {sh_spec.fidelity.eta}; full probe {args.steps}x{args.repeats}; probe seed {seed}"
     )
     print(
         f"  full sweep: {len(full.trials)} trials, front {[t.label() for t in full.front()]}, "
@@ -153,9 +191,11 @@ def main() -> None:
     print(
         f"  probe-update ratio (fidelity.probe_updates): {planned_sh}/{planned_full} = "
         f"{ratio:.3f} (ran: {ran_sh}/{ran_full} = {ran_sh / ran_full:.3f}) "
-        f"(target <= {UPDATES_TARGET}) {'PASS' if ratio <= UPDATES_TARGET else 'FAIL'}"
+        f"(target <= {UPDATES_TARGET}) {'PASS' if ratio <= UPDATES_TARGET else 'FAIL'}",
+        flush=True,
     )
-    print(f"  wall-time ratio (halving / full): {sh_wall / full_wall:.3f}")
+    print(f"  wall-time ratio (halving / full): {sh_wall / full_wall:.3f}", flush=True)
+    return hv_ratio, sh_wall / full_wall
 
 
 if __name__ == "__main__":

@@ -237,6 +237,8 @@ def _write_doc(
     wall: float,
     loads: tuple[tuple[float, ...], tuple[float, ...]],
 ) -> None:
+    from sweeps.demo.world import cpu_model
+
     scores = world.metrics["gates"]
     lines = [
         "# Paper replication on the demo world",
@@ -245,7 +247,8 @@ def _write_doc(
         + " ".join(sys.argv[1:])
         + "` on the current code; do not edit by hand.",
         "",
-        f"World `{world.recipe_hash}` (seed {world.seed}, gates "
+        f"World `{world.recipe_hash}` (seed {world.seed}, base weights "
+        f"`{world.weights_hashes['base'][:12]}…`, gates "
         f"{'passed' if scores['passed'] else 'FAILED'}; see `docs/demo-world.md`). Probe: "
         f"TRL PPOTrainer, {probe['steps']} PPO updates of {probe['batch_size']} prompts, "
         f"response length {probe['response_length']}, learning rate {probe['learning_rate']}, "
@@ -256,7 +259,7 @@ def _write_doc(
         "`bai_arith_gen`, R-long = `bai_arith_long_gen` (held out), benchmark = mean of K and R.",
         "",
         f"Wall time {wall / 60:.1f} min with {args.workers} worker processes on "
-        f"{os.cpu_count()} cores; load average at start {loads[0][0]:.1f}, at end "
+        f"{os.cpu_count()} cores of {cpu_model()}; load average at start {loads[0][0]:.1f}, at end "
         f"{loads[1][0]:.1f} (other jobs shared the CPU).",
         "",
         "## Verdicts",

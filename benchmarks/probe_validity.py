@@ -14,7 +14,8 @@ space), then points sampled uniformly from it if ``--candidates`` asks for more 
   (mean over the long seeds) is the outcome.
 
 It prints Spearman's rho between the score and the outcome (target >= 0.8), and as the ceiling
-the long runs' own seed-to-seed rho (how well one long run ranks like another). Then the
+the long runs' own seed-to-seed rho (how well one long run ranks like another), with what it
+implies for a perfect score against the mean of the long seeds (Spearman-Brown). Then the
 forecast objectives (``sweeps.forecast``), measured by the same trial with
 ``reward_asymptote`` and ``length_at_horizon`` added to its objectives and
 ``probe.forecast_horizon`` set to the long runs' updates: the reward asymptote and the length
@@ -283,6 +284,16 @@ def main() -> None:
         f"ceiling: long-run seed-to-seed rho {_fmt_rho(ceiling)}"
         + (f" (pairs: {', '.join(_fmt_rho(c) for c in ceilings)})" if len(ceilings) > 1 else "")
     )
+    k = len(long_seeds)
+    if ceiling > 0:
+        # Spearman-Brown: the reliability of a mean of k long runs is k r / (1 + (k - 1) r),
+        # and a score that knew each candidate's true long-run value would correlate with that
+        # mean at the square root of it (classical test theory; approximate for ranks).
+        attainable = math.sqrt(k * ceiling / (1 + (k - 1) * ceiling))
+        print(
+            f"attainable: a perfect score's expected rho with the mean of {k} long seeds "
+            f"(Spearman-Brown from the seed-to-seed rho) {_fmt_rho(attainable)}"
+        )
     for quantity, raw_key, forecast_key, final_key in (
         ("reward (asymptote)", "reward_raw", "reward_forecast", "reward_final"),
         (f"length (at update {long_steps})", "length_raw", "length_forecast", "length_final"),

@@ -2,13 +2,17 @@
 
 The demo world trains on pinned kernels (``sweeps.demo.world.PINNED_KERNELS``: PyTorch at AVX2,
 MKL's conditional numerical reproducibility on its AVX2 branch, one thread) so that a recipe
-and seed give the same weights on every AVX2 machine (``docs/demo-world.md``). This times the
-world's costliest stage, the base's pretraining step (the default recipe's model, batch and
-block size, AdamW, gradient clipping), in fresh processes under three environments:
+and seed give the same weights on every AVX2 machine of one CPU vendor
+(``docs/demo-world.md``). This times the world's costliest stage, the base's pretraining step
+(the default recipe's model, batch and block size, AdamW, gradient clipping), in fresh
+processes under these environments:
 
 - ``native``: one thread, the kernels the CPU would pick (the baseline);
 - ``pinned``: the build's environment (what ships);
-- ``pinned-2-threads``: the same pins with two threads and passive OpenMP waiting (not shipped).
+- ``pinned-2-threads``: the same pins with two threads and passive OpenMP waiting (not shipped);
+- ``compatible`` and ``compatible-2-threads``: the pins with MKL's vendor-neutral COMPATIBLE
+  branch (SSE2 code) instead of its Intel-only AVX2 branch (not shipped: that world failed a
+  gate, ``docs/demo-world.md``).
 
 Rounds alternate the environments so drift in the machine's load hits all three alike; each
 process runs ``--warmup`` steps, then times ``--steps``. Prints the median seconds per step of
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import textwrap
 
-from sweeps.demo.world import PINNED_KERNELS, WorldRecipe
+from sweeps.demo.world import PINNED_KERNELS, WorldRecipe, cpu_model
 
 STEP_SCRIPT = textwrap.dedent(
     """
@@ -73,10 +77,13 @@ def environments() -> dict[str, tuple[int, dict[str, str]]]:
     """Name -> (threads, environment overrides)."""
     one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     two = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+    compatible = {**PINNED_KERNELS, "MKL_CBWR": "COMPATIBLE,STRICT"}
     return {
         "native": (1, one),
         "pinned": (1, {**PINNED_KERNELS, **one}),
         "pinned-2-threads": (2, {**PINNED_KERNELS, **two}),
+        "compatible": (1, {**compatible, **one}),
+        "compatible-2-threads": (2, {**compatible, **two}),
     }
 
 
@@ -104,7 +111,7 @@ def main() -> None:
         f"base model step: batch {recipe.base.batch_size} x {recipe.block_size} tokens, "
         f"hidden {recipe.hidden_size}, {recipe.num_layers} layers; {args.rounds} rounds of "
         f"{args.steps} steps after {args.warmup} warm-up; load average "
-        f"{os.getloadavg()[0]:.2f}"
+        f"{os.getloadavg()[0]:.2f}; {cpu_model()}"
     )
     runs: dict[str, list[float]] = {name: [] for name in environments()}
     capabilities: dict[str, str] = {}
@@ -117,7 +124,7 @@ def main() -> None:
     for name, values in runs.items():
         median = statistics.median(values)
         print(
-            f"{name:<17} {capabilities[name]:<7} {median:.3f} s/step "
+            f"{name:<21} {capabilities[name]:<7} {median:.3f} s/step "
             f"(runs {', '.join(f'{v:.3f}' for v in values)})  ratio to native {median / native:.2f}"
         )
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -105,7 +105,9 @@ def _print_gates(world: DemoWorld) -> None:
     console.print(
         f"built in      {record['build_seconds']:.0f} s (seed {world.seed}, "
         f"recipe {world.recipe_hash}, torch {record['versions']['torch']}, "
-        f"{record.get('kernels', {}).get('capability', 'unrecorded')} kernels); reward rule "
+        f"{record.get('kernels', {}).get('capability', 'unrecorded')} kernels"
+        f"{' on ' + record['kernels']['cpu'] if 'cpu' in record.get('kernels', {}) else ''}); "
+        "reward rule "
         f"{record['reward_rule']}, {record['max_positions']} positions",
         highlight=False,
     )

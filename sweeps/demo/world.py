@@ -51,6 +51,9 @@ ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: branch (strict: independent of memory alignment). Left to themselves both pick the widest
 #: instructions of the CPU (AVX-512, AMX), and the same recipe and seed trained other weights,
 #: and passed or failed other gates, on different machines of one kind (docs/demo-world.md).
+#: MKL's AVX2 branch exists on Intel CPUs only (elsewhere MKL picks its own), so the weights
+#: are the same across Intel CPUs, and across the AMD CPUs seen so far, but differ between the
+#: two vendors; MKL's vendor-neutral COMPATIBLE branch trained a world that failed a gate.
 PINNED_KERNELS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2,STRICT",
@@ -554,6 +557,7 @@ def train_here(root: Path, *, recipe: WorldRecipe, seed: int, key: str, progress
         "versions": _versions(),
         "kernels": {
             "capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu": cpu_model(),
             **{name: os.environ.get(name, "") for name in PINNED_KERNELS},
         },
         "models": models,
@@ -737,6 +741,25 @@ def _gate_checks(recipe: WorldRecipe, evaluation: dict[str, Any]) -> list[GateCh
             "largest ||sft - base|| / ||base|| of the two SFT models",
         ),
     ]
+
+
+def cpu_model() -> str:
+    """The CPU's vendor and model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere).
+
+    Recorded beside a world's kernels because the pinned kernels give the same weights only on
+    CPUs of one vendor (:data:`PINNED_KERNELS`).
+    """
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            fields.setdefault(name.strip(), value.strip())
+    except OSError:
+        pass
+    described = " ".join(filter(None, (fields.get("vendor_id"), fields.get("model name"))))
+    return described or platform.processor() or platform.machine() or "unknown"
 
 
 def _versions() -> dict[str, str]:

@@ -167,6 +167,8 @@ def test_training_runs_on_the_pinned_kernels(tiny_world):
     kernels = tiny_world.metrics["kernels"]
     assert kernels["capability"] == "AVX2"
     assert kernels["MKL_CBWR"] == "AVX2,STRICT"
+    # MKL's AVX2 branch is Intel's only, so the record names the CPU the weights came from.
+    assert kernels["cpu"] == world_module.cpu_model() != "unknown"
 
 
 def test_the_builders_own_kernels_do_not_change_the_weights(tiny_world, tmp_path, monkeypatch):
