@@ -25,11 +25,13 @@ DEMO_SWEEP: dict[str, Any] = {
         {"name": "stability", "direction": "maximize"},
         {"name": "benchmark", "direction": "maximize"},
     ],
-    # One probe per candidate (real sweeps keep the default 3 repeats, for confidence
-    # intervals): the demo, world build and install included, must fit in 8 minutes.
+    # Successive halving probes every candidate once for 2 updates and the best 2 for the full
+    # 8 on 3 seeds, so the front carries confidence intervals; the demo, world build and install
+    # included, must fit in 8 minutes. (Three probe seeds ranked the demo world's candidates
+    # like long runs at Spearman rho +0.93, one seed at +0.75: docs/ratio-selection.md.)
     "probe": {
         "steps": 8,
-        "repeats": 1,
+        "repeats": 3,
         "batch_size": 8,
         "response_length": 128,
         "missing_eos_penalty": 1.0,
@@ -44,8 +46,9 @@ DEMO_SWEEP: dict[str, Any] = {
     },
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent_trials": 2},
     "nightly": {"tolerance": 0.02},
-    # Successive halving: 8 candidates probed for 2 updates, the best 2 (by non-dominated
-    # rank) for the full 8; the front and the recommendation use those 2 only.
+    # Successive halving: 8 candidates probed for 2 updates on 1 seed, the best 2 (by
+    # non-dominated rank) for the full 8 on 3 seeds; the front and the recommendation use those
+    # 2 only.
     "fidelity": {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 2},
 }
 
