@@ -260,7 +260,11 @@ def ladder_plan(sweep_study: SweepStudy) -> RungPlan | None:
     """
     spec = sweep_study.spec
     return next_rung(
-        ladder_probes(sweep_study), spec.rungs(), spec.directions, candidates=spec.search.n_trials
+        ladder_probes(sweep_study),
+        spec.rungs(),
+        spec.directions,
+        candidates=spec.search.n_trials,
+        reference=spec.reference_point,
     )
 
 

@@ -6,8 +6,12 @@ pure functions over plain data (nothing here knows Ray, Optuna or the database):
 - :func:`schedule` turns the spec's ``fidelity`` section into *rungs* of increasing probe
   steps and seeds; the last rung is the spec's own ``probe.steps`` and ``probe.repeats``;
 - :func:`promote` keeps the best ``1/eta`` of a rung's candidates (at least one) by
-  non-dominated rank on their objective means, ties within a rank broken by crowding distance
-  (the more isolated first: NSGA-II's rule), then by the caller's order;
+  non-dominated rank on their objective means. The rank that does not fit whole is cut by
+  hypervolume against the spec's reference point (the subset of it that adds the most volume
+  to the better ranks: SMS-EMOA's selection; exhaustive for small rungs, greedy for large),
+  since the front's hypervolume is what a sweep is judged by; without a reference point, and
+  among equal volumes, by crowding distance (the more isolated first: NSGA-II's rule), then
+  by the caller's order;
 - :func:`final_ranking` orders every candidate on the highest fidelity it reached: all of the
   top rung first (by rank and crowding among themselves), then those that stopped one rung
   lower, and so on — a low-fidelity score never outranks a high-fidelity one;
@@ -29,12 +33,13 @@ the comparison with a full-fidelity sweep (``benchmarks/multifidelity.py``).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from sweeps.pareto import Direction, dominates
+from sweeps.pareto import Direction, dominates, hypervolume
 
 if TYPE_CHECKING:
     from sweeps.spec import FidelitySpec, SweepSpec
@@ -137,13 +142,76 @@ def crowding_distances(
     return distance
 
 
-def _order(keys: Sequence[K], points: Sequence[Sequence[float]], directions: Sequence[Direction]):
+def _order_indices(
+    points: Sequence[Sequence[float]], directions: Sequence[Direction]
+) -> tuple[list[int], list[int]]:
+    """Indices by non-dominated rank, then crowding (more isolated first), then position;
+    and each point's rank."""
     ranks = non_dominated_ranks(points, directions)
     crowding: dict[int, float] = {}
     for rank in set(ranks):
         crowding.update(crowding_distances(points, [i for i, r in enumerate(ranks) if r == rank]))
-    order = sorted(range(len(keys)), key=lambda i: (ranks[i], -crowding[i], i))
+    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], i)), ranks
+
+
+def _order(keys: Sequence[K], points: Sequence[Sequence[float]], directions: Sequence[Direction]):
+    order, _ = _order_indices(points, directions)
     return [keys[i] for i in order]
+
+
+#: Above this many subsets the hypervolume cut is greedy instead of exhaustive.
+_EXACT_CUT_SUBSETS = 5_000
+
+
+def _hypervolume_cut(
+    points: Sequence[Sequence[float]],
+    directions: Sequence[Direction],
+    reference: Sequence[float],
+    keep: int,
+) -> list[int]:
+    """The first ``keep`` indices by rank, the rank that does not fit whole cut to the subset
+    that adds the most hypervolume to the better ranks (SMS-EMOA's selection; see
+    :func:`_best_subset`)."""
+    order, ranks = _order_indices(points, directions)
+    chosen: list[int] = []
+    for rank in sorted(set(ranks)):
+        layer = [i for i in order if ranks[i] == rank]
+        room = keep - len(chosen)
+        if len(layer) <= room:
+            chosen += layer
+            continue
+        if room > 0:
+            chosen += _best_subset(points, directions, reference, chosen, layer, room)
+        break
+    return chosen
+
+
+def _best_subset(
+    points: Sequence[Sequence[float]],
+    directions: Sequence[Direction],
+    reference: Sequence[float],
+    better: Sequence[int],
+    layer: Sequence[int],
+    room: int,
+) -> list[int]:
+    """The ``room`` members of ``layer`` (in crowding order) whose points add the most
+    hypervolume to ``better``'s: exhaustively while there are at most
+    :data:`_EXACT_CUT_SUBSETS` subsets, else greedily (each pick adds the most volume to what is
+    kept). Equal volumes go to the earlier members (the more isolated), then by position."""
+
+    def volume(members: Iterable[int]) -> float:
+        return hypervolume([points[i] for i in (*better, *members)], reference, directions)
+
+    if math.comb(len(layer), room) <= _EXACT_CUT_SUBSETS:
+        # max() keeps the first of equal volumes, and combinations come in crowding order.
+        return list(max(itertools.combinations(layer, room), key=volume))
+    picked: list[int] = []
+    left = list(layer)
+    for _ in range(room):
+        best = max(left, key=lambda i: volume([*picked, i]))
+        picked.append(best)
+        left.remove(best)
+    return picked
 
 
 def promote(
@@ -152,6 +220,7 @@ def promote(
     *,
     eta: int,
     count: int | None = None,
+    reference: Sequence[float] | None = None,
 ) -> list[K]:
     """The candidates promoted out of a rung, best first (see the module docstring).
 
@@ -160,6 +229,9 @@ def promote(
         directions: The objectives' directions.
         eta: Keep ``1/eta`` of the candidates (:func:`promotion_count`).
         count: Keep exactly this many instead.
+        reference: The hypervolume reference point: when given, the non-dominated rank that
+            does not fit whole into the kept candidates is cut to the subset adding the most
+            hypervolume rather than by crowding distance.
     """
     keys = list(scores)
     keep = promotion_count(len(keys), eta) if count is None else count
@@ -168,7 +240,11 @@ def promote(
     points = [list(scores[k]) for k in keys]
     if any(len(p) != len(directions) for p in points):
         raise ValueError("every candidate needs one value per objective")
-    return _order(keys, points, directions)[:keep]
+    if reference is None or keep >= len(keys):
+        return _order(keys, points, directions)[:keep]
+    if len(reference) != len(directions):
+        raise ValueError("the reference point needs one value per objective")
+    return [keys[i] for i in _hypervolume_cut(points, directions, reference, keep)]
 
 
 def final_ranking(
@@ -257,12 +333,14 @@ def next_rung(
     directions: Sequence[Direction],
     *,
     candidates: int,
+    reference: Sequence[float] | None = None,
 ) -> RungPlan | None:
     """The first rung with probes left, from the finished probes alone (None: all done).
 
     Rung 0 holds ``candidates`` probes. A finished rung promotes
     :func:`promotion_count` of its probes from its complete ones, the feasible first (each
-    group in :func:`promote`'s order); nothing promoted ends the ladder early.
+    group by :func:`promote`, with ``reference`` for its hypervolume cut); nothing promoted
+    ends the ladder early.
     """
     promoted: list[int] = []
     for rung in rungs:
@@ -281,9 +359,15 @@ def next_rung(
         promoted = []
         for feasible in (True, False):
             group = {p.candidate: values for p, values in scored if p.feasible is feasible}
-            if group:
-                promoted += promote(group, directions, eta=rung.eta, count=len(group))
-        promoted = promoted[:keep]
+            room = keep - len(promoted)
+            if group and room > 0:
+                promoted += promote(
+                    group,
+                    directions,
+                    eta=rung.eta,
+                    count=min(room, len(group)),
+                    reference=reference,
+                )
         if not promoted:
             return None
     return None

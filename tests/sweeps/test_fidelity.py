@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from sweeps import fidelity as fidelity_module
 from sweeps.exceptions import InvalidSpecError
 from sweeps.fidelity import (
     Probe,
@@ -46,6 +47,26 @@ def test_non_dominated_ranks_and_crowding_by_hand() -> None:
     # c sits between a and b: a gap of 1 (of a range of 1) in each objective.
     assert crowding_distances(points, [0, 1, 2]) == {0: math.inf, 1: math.inf, 2: 2.0}
     assert crowding_distances(points, [3, 5]) == {3: math.inf, 5: math.inf}
+
+
+def test_a_rank_that_does_not_fit_is_cut_by_hypervolume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a reference point the kept subset of the boundary rank is the one with the most
+    volume; crowding alone keeps the extremes, whose boxes are thin."""
+    front = {"a": (0.9, 0.1), "b": (0.1, 0.8), "c": (0.6, 0.6), "d": (0.2, 0.2)}
+    # By hand, reference (0, 0): {a, b} 0.09 + 0.08 - 0.01 = 0.16; {a, c} 0.36 + 0.03 = 0.39;
+    # {b, c} 0.36 + 0.02 = 0.38.
+    assert promote(front, MAXIMIZE, eta=2) == ["a", "b"]
+    assert promote(front, MAXIMIZE, eta=2, reference=(0.0, 0.0)) == ["a", "c"]
+    # Keeping every candidate is the plain order.
+    assert promote(front, MAXIMIZE, eta=2, count=4, reference=(0.0, 0.0)) == ["a", "b", "c", "d"]
+    # Minimized objectives, mirrored: the same pick.
+    mirrored = {k: (1 - x, 1 - y) for k, (x, y) in front.items()}
+    assert promote(mirrored, ["minimize"] * 2, eta=2, reference=(1.0, 1.0)) == ["a", "c"]
+    # Large rungs are cut greedily: c (0.36) first, then a (+0.03, where b adds 0.02).
+    monkeypatch.setattr(fidelity_module, "_EXACT_CUT_SUBSETS", 0)
+    assert promote(front, MAXIMIZE, eta=2, reference=(0.0, 0.0)) == ["c", "a"]
+    with pytest.raises(ValueError, match="reference point"):
+        promote(front, MAXIMIZE, eta=2, reference=(0.0,))
 
 
 def test_promotion_order_by_rank_then_crowding() -> None:
@@ -137,6 +158,10 @@ def test_next_rung_derives_the_ladder_from_finished_probes() -> None:
     plan = next_rung(rung0, rungs, MAXIMIZE, candidates=5)
     assert plan is not None and (plan.rung.index, plan.planned, plan.promoted) == (1, 2, [0, 1])
     assert plan.missing == [0, 1]
+    # With the reference point the sweep's runner passes, the front {a, b, c} is cut to the pair
+    # with the most volume: a and b lie on the reference's axes (no volume), so c goes in.
+    cut = next_rung(rung0, rungs, MAXIMIZE, candidates=5, reference=(0.0, 0.0))
+    assert cut is not None and cut.promoted == [0, 2]
     # Mid-rung 1 (candidate 1 probed as trial 7): only candidate 0 is missing.
     mid = [*rung0, _probe(7, 1, (0.2, 0.9), candidate=1)]
     plan = next_rung(mid, rungs, MAXIMIZE, candidates=5)

@@ -76,7 +76,12 @@ def test_ladder_promotes_by_rank_and_resumes_mid_rung(tmp_path: Path) -> None:
     # Rung 1: the 3 candidates promote() keeps from rung 0's values, enqueued with their ratios;
     # asking again (a kill between the enqueue and the Tuner) enqueues nothing twice.
     rung0 = {t.number: t for t in sweep_study.study.trials if t.user_attrs["rung"] == 0}
-    expected = promote({n: t.values for n, t in sorted(rung0.items())}, spec.directions, eta=3)
+    expected = promote(
+        {n: t.values for n, t in sorted(rung0.items())},
+        spec.directions,
+        eta=3,
+        reference=spec.reference_point,
+    )
     plan = next_stage(sweep_study)
     assert plan is not None and plan.rung.index == 1 and plan.promoted == expected
     assert next_stage(sweep_study) == plan

@@ -78,7 +78,7 @@ def test_sweep_promotes_the_best_candidate_to_the_full_probe(
     # The promoted candidate is promote()'s pick on rung 0's means, re-probed at full fidelity.
     names = spec.objective_names
     scores = {t.number: [t.objectives[n] for n in names] for t in rung0}
-    (best,) = promote(scores, spec.directions, eta=3)
+    (best,) = promote(scores, spec.directions, eta=3, reference=spec.reference_point)
     assert top.fidelity == {"rung": 1, "steps": 2, "repeats": 2, "candidate": best}
     source = next(t for t in rung0 if t.number == best)
     assert (top.weights, top.alpha, top.seed_kind) == (
