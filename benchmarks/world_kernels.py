@@ -14,7 +14,7 @@ processes under these environments:
   branch (SSE2 code) instead of its Intel-only AVX2 branch (not shipped: that world failed a
   gate, ``docs/demo-world.md``).
 
-Rounds alternate the environments so drift in the machine's load hits all three alike; each
+Rounds alternate the environments so drift in the machine's load hits them all alike; each
 process runs ``--warmup`` steps, then times ``--steps``. Prints the median seconds per step of
 each and its ratio to ``native``, with the load average. Usage::
 

@@ -102,12 +102,12 @@ def _print_gates(world: DemoWorld) -> None:
 
     record = world.metrics
     evaluation = record["gates"]
+    kernels = record.get("kernels", {})
+    cpu = f" on {kernels['cpu']}" if "cpu" in kernels else ""
     console.print(
         f"built in      {record['build_seconds']:.0f} s (seed {world.seed}, "
         f"recipe {world.recipe_hash}, torch {record['versions']['torch']}, "
-        f"{record.get('kernels', {}).get('capability', 'unrecorded')} kernels"
-        f"{' on ' + record['kernels']['cpu'] if 'cpu' in record.get('kernels', {}) else ''}); "
-        "reward rule "
+        f"{kernels.get('capability', 'unrecorded')} kernels{cpu}); reward rule "
         f"{record['reward_rule']}, {record['max_positions']} positions",
         highlight=False,
     )
