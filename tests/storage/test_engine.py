@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from storage import (
     normalize_url,
     session_scope,
 )
+from storage import engine as engine_module
 from storage.models import Sweep
 
 
@@ -79,3 +81,28 @@ def test_a_forked_child_gets_its_own_engine(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     with session_scope(engine, read_only=True) as session:
         assert list_sweeps(session).total == 2
+
+
+class _FakeLockedCursor:
+    """A fake DB-API cursor whose first ``locked`` executes fail as SQLite's do."""
+
+    def __init__(self, locked: int, message: str = "database is locked") -> None:
+        self.locked, self.message, self.calls = locked, message, 0
+
+    def execute(self, _statement: str) -> None:
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_wal_switch_is_retried_while_the_new_file_is_locked() -> None:
+    # SQLite refuses the WAL switch at once, without its busy handler, when another process
+    # holds a new file at that moment; the switch waits for the lock instead.
+    cursor = _FakeLockedCursor(locked=2)
+    engine_module._use_wal(cursor)
+    assert cursor.calls == 3
+    # Any other error is raised as it is.
+    other = _FakeLockedCursor(locked=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        engine_module._use_wal(other)
+    assert other.calls == 1
