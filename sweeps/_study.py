@@ -162,15 +162,21 @@ def _fail_orphans(
 
 def requeue(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
     """Enqueue an interrupted trial's ratios again (same seed kind, ``retry_of`` its number;
-    a promoted candidate's retry keeps its rung and candidate)."""
+    a promoted candidate's retry keeps its rung and candidate).
+
+    A trial killed between Optuna's ask and the ratios' suggestion has no params: an enqueued
+    one (a seed point, a warm-start ratio, a promotion) comes back with the ratios it was
+    enqueued with, so no seed point is lost; a sampled one has nothing to retry (the sampler
+    proposes afresh)."""
     attrs: dict[str, Any] = {"retry_of": trial.number}
     if trial.user_attrs.get("seed_kind"):
         attrs["seed_kind"] = trial.user_attrs["seed_kind"]
     if trial.user_attrs.get(RUNG_KEY):
         attrs[RUNG_KEY] = trial.user_attrs[RUNG_KEY]
         attrs[CANDIDATE_KEY] = trial.user_attrs[CANDIDATE_KEY]
-    if trial.params:
-        study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+    params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+    if params:
+        study.enqueue_trial(params, user_attrs=attrs)
 
 
 def finished_rows(sweep_study: SweepStudy) -> list[dict[str, Any]]:

@@ -210,6 +210,34 @@ def test_resume_fails_orphans_reenqueues_them_seeds_once_and_reseeds(tmp_path) -
     assert rows[orphan.number]["error"].startswith("interrupted")
 
 
+def test_a_seed_point_killed_before_its_ratios_were_suggested_comes_back(tmp_path) -> None:
+    from sweeps._study import INTERRUPTED_ATTR, open_study
+    from sweeps.spec import SweepSpec
+
+    spec = SweepSpec.parse(
+        {
+            "name": "resume",
+            "models": {"base": "/b", "sft": ["/s1", "/s2"], "reward": "/r", "prompts": "/p"},
+            "search": {"n_trials": 4, "seed_points": [{"alpha": 0.2}]},
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    first = open_study(url, "s", spec)
+    # The process died after Optuna's ask popped the seed point, before any suggest: the
+    # trial has no params, only the ratios it was enqueued with.
+    popped = first.study.ask()
+    assert popped.params == {} and popped.user_attrs == {"seed_kind": "explicit"}
+    sampled = first.study.ask()  # a sampled trial killed the same way: nothing to retry
+    again = open_study(url, "s", spec)
+    assert again.orphans == [popped.number, sampled.number]
+    trials = again.study.get_trials()
+    assert all(trials[n].user_attrs[INTERRUPTED_ATTR] for n in again.orphans)
+    (waiting,) = again.study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs == {"retry_of": popped.number, "seed_kind": "explicit"}
+    candidate = again.space.candidate(waiting.system_attrs["fixed_params"])
+    assert (candidate.weights, candidate.alpha) == ((0.5, 0.5), 0.2)
+
+
 def test_a_resumed_sampler_does_not_repropose_finished_candidates(tmp_path) -> None:
     # The check: with a fixed seed, the first proposal after a resume used to equal
     # the first trial before the kill.
