@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -181,14 +181,30 @@ class _LiveSweep:
         self.finished_before = 0
         self.trials_run = 0
 
-    def emit(self, event: str) -> None:
+    def emit(self, event: str, *, after_writes: bool = False) -> None:
+        """Report ``event`` with a snapshot of the run taken now.
+
+        With ``after_writes`` the snapshot is sent from the recorder's writer thread once the
+        writes submitted so far are stored, with the hypervolume of the front they produced
+        (a finished trial's line then shows the front including it, not the one before).
+        """
         if self.progress is None:
             return
+        snapshot = self._snapshot(event)
+        if after_writes:
+            self.recorder.attach(
+                "progress",
+                lambda: self._send(replace(snapshot, hypervolume=self.recorder.hypervolume)),
+            )
+        else:
+            self._send(snapshot)
+
+    def _snapshot(self, event: str) -> SweepProgress:
         running = {
             live.number: (live.steps[-1]["step"] if live.steps else 0)
             for live in self.live.values()
         }
-        snapshot = SweepProgress(
+        return SweepProgress(
             sweep_id=self.sweep_id,
             n_trials=self.n_trials,
             finished=self.finished_before + sum(self.counts.values()),
@@ -199,6 +215,9 @@ class _LiveSweep:
             hypervolume=self.recorder.hypervolume,
             event=event,
         )
+
+    def _send(self, snapshot: SweepProgress) -> None:
+        assert self.progress is not None
         try:
             self.progress(snapshot)
         except Exception:
@@ -283,6 +302,9 @@ class _LiveSweep:
             error = error_text
         placement = result.get(PLACEMENT_KEY) or {}
         finished_at = _now()
+        if not (verdict.reason or "").startswith("interrupted"):
+            self.counts[state] += 1
+            self.trials_run += 1
         self.recorder.trial_finished(
             live.number,
             weights=live.candidate.weights,
@@ -298,6 +320,9 @@ class _LiveSweep:
             node=live.node or placement.get("node"),
             fidelity=live.fidelity,
         )
+        self.emit(
+            f"trial #{live.number} {state}" + (f": {error}" if error else ""), after_writes=True
+        )
         if live.steps:
             from sweeps.reports import TrialRecord  # matplotlib: imported once trials end
 
@@ -312,10 +337,6 @@ class _LiveSweep:
                     fidelity=live.fidelity,
                 )
             )
-        if not (verdict.reason or "").startswith("interrupted"):
-            self.counts[state] += 1
-            self.trials_run += 1
-        self.emit(f"trial #{live.number} {state}" + (f": {error}" if error else ""))
 
 
 def _now() -> datetime:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from storage import (
 )
 from sweeps._study import curves_filename
 from sweeps.exceptions import SweepRunError
+from sweeps.results import load_report_data
 from sweeps.runner import INTERRUPTED_ATTR, run_sweep
 from sweeps.spec import SweepSpec
 from tests.demo_specs import write_demo_spec
@@ -72,7 +75,8 @@ def test_killed_run_resumes_without_losing_trials(resumed_sweep: ResumedSweep) -
     assert len(counted) == 4
     assert all(t.state is TrialState.COMPLETE for t in counted)
     # A kill between Optuna's ask and the ratios' suggestion leaves a trial that never ran:
-    # failed by the resume, with no row and nothing to retry.
+    # failed by the resume, with no row (an enqueued one is retried with its enqueued ratios,
+    # so the seed points all ran: the kinds above).
     never_ran = [t for t in study.trials if not t.params]
     assert all(t.state is TrialState.FAIL and t.number not in trials for t in never_ran)
     ran = [t for t in study.trials if t.params]
@@ -128,6 +132,23 @@ def test_sweep_records_steps_front_report_and_dashboard_data(
             assert value == pytest.approx(sum(stats[name]["values"]) / 2)
     # The stored front is the Pareto front of the feasible trials, with its hypervolume.
     assert front is not None and front.members
+    # Each CLI line of a finished trial shows the front including that trial (the live
+    # hypervolume is read once the recorder stored the trial's front, not before).
+    with session_scope(engine, read_only=True) as session:
+        data = load_report_data(session, sweep_id=sweep_id, with_steps=False)
+    lines = re.findall(
+        r"^\[\d+/\d+\] hv (\S+) · trial #(\d+) (complete|failed|pruned)",
+        resumed_sweep.rerun.stdout,
+        flags=re.MULTILINE,
+    )
+    assert lines, resumed_sweep.rerun.stdout
+    seen = set(resumed_sweep.complete_before_kill)
+    for shown, number, state in lines:
+        if state == "complete":
+            seen.add(int(number))
+        so_far = dataclasses.replace(data, trials=[t for t in data.trials if t.number in seen])
+        assert shown == f"{so_far.hypervolume():.4f}", (number, resumed_sweep.rerun.stdout)
+    assert seen == {t.number for t in complete}
     assert front.reference_point == [0.0, 0.0]
     feasible = [t for t in complete if all(v <= 0 for v in t.stability["constraints"].values())]
     points = {t.number: (t.objectives["stability"], t.objectives["benchmark"]) for t in feasible}
