@@ -21,7 +21,7 @@ feasible trials and the spec's fixed reference point. Probe updates are counted 
 Usage::
 
     nice -n 10 .venv/bin/python benchmarks/multifidelity.py [--candidates 8] [--steps 8]
-        [--repeats 1] [--seeds 0 1 2]
+        [--repeats 3] [--eta 4] [--seeds 0 1 2]
 
 With several ``--seeds`` (the probe's seed, so each comparison trains other runs) it prints each
 comparison, then the hypervolume ratio's mean and spread over them: one candidate set on one
@@ -69,7 +69,15 @@ def _spec(
     )
     raw["probe"].update(steps=args.steps, repeats=args.repeats, seed=seed)
     raw["fidelity"]["enabled"] = halving
+    if args.eta is not None:
+        raw["fidelity"]["eta"] = args.eta
     return SweepSpec.parse(raw, source=name)
+
+
+def _number(text: str) -> int | float:
+    """A command-line number: an int when whole (``4``, not ``4.0``, in the spec)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _run(spec: Any, work: Path) -> tuple[Any, float]:
@@ -118,7 +126,10 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8, help="full probe updates")
     parser.add_argument(
-        "--repeats", type=int, default=1, help="full probe seeds (the demo's top rung runs 3)"
+        "--repeats", type=int, default=3, help="full probe seeds (the demo's top rung: 3)"
+    )
+    parser.add_argument(
+        "--eta", type=_number, default=None, help="promotion rate (default: the demo's)"
     )
     parser.add_argument(
         "--seeds",

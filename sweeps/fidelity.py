@@ -56,6 +56,7 @@ __all__ = [
     "probe_updates",
     "promote",
     "promotion_count",
+    "scaled_down",
     "schedule",
     "spec_at",
 ]
@@ -70,15 +71,17 @@ class Rung:
     index: int
     steps: int
     repeats: int
-    eta: int
-    """The promotion rate out of this rung: keep ``1/eta`` of its candidates."""
+    eta: float
+    """The promotion rate out of this rung: keep ``1/eta`` of its candidates (a fraction such
+    as 2.5 allowed: :func:`promotion_count`)."""
 
 
 def schedule(fidelity: FidelitySpec, *, steps: int, repeats: int) -> list[Rung]:
     """The rungs of ``fidelity`` for a probe of ``steps`` updates on ``repeats`` seeds.
 
-    Rung ``r`` of ``R`` probes ``min_steps x eta^r`` updates (capped at ``steps``; the last rung
-    always runs ``steps``) on ``min_repeats`` seeds growing linearly to ``repeats``.
+    Rung ``r`` of ``R`` probes ``min_steps x eta^r`` updates (rounded half up, capped at
+    ``steps``; the last rung always runs ``steps``) on ``min_repeats`` seeds growing linearly to
+    ``repeats``.
     """
     count = fidelity.rungs
     low_steps = fidelity.resolved_min_steps(steps)
@@ -86,18 +89,31 @@ def schedule(fidelity: FidelitySpec, *, steps: int, repeats: int) -> list[Rung]:
     rungs = []
     for index in range(count):
         last = index == count - 1
-        rung_steps = steps if last else min(steps, low_steps * fidelity.eta**index)
+        rung_steps = (
+            steps if last else min(steps, math.floor(low_steps * fidelity.eta**index + 0.5))
+        )
         share = index / (count - 1) if count > 1 else 1.0
         rung_repeats = round(low_repeats + (repeats - low_repeats) * share)
         rungs.append(Rung(index, rung_steps, rung_repeats, fidelity.eta))
     return rungs
 
 
-def promotion_count(candidates: int, eta: int) -> int:
-    """How many of ``candidates`` a rung promotes: ``floor(n / eta)``, at least one."""
-    if eta < 2:
-        raise ValueError(f"eta must be >= 2, got {eta}")
-    return max(1, candidates // eta) if candidates else 0
+#: Slack for ``n / eta`` landing a rounding error below a whole number (8 / (8 / 3)).
+_FLOOR_SLACK = 1e-9
+
+
+def promotion_count(candidates: int, eta: float) -> int:
+    """How many of ``candidates`` a rung promotes: ``floor(n / eta)``, at least one (eta may
+    be a fraction: 2.5 keeps 3 of 8, where 2 keeps 4 and 3 keeps 2)."""
+    if eta <= 1:
+        raise ValueError(f"eta must be > 1, got {eta}")
+    return scaled_down(candidates, eta) if candidates else 0
+
+
+def scaled_down(count: int, factor: float) -> int:
+    """``floor(count / factor)``, at least one (a quotient a rounding error below a whole
+    number counts as that number)."""
+    return max(1, math.floor(count / factor + _FLOOR_SLACK))
 
 
 def non_dominated_ranks(
@@ -218,7 +234,7 @@ def promote(
     scores: Mapping[K, Sequence[float]],
     directions: Sequence[Direction],
     *,
-    eta: int,
+    eta: float,
     count: int | None = None,
     reference: Sequence[float] | None = None,
 ) -> list[K]:

@@ -324,8 +324,12 @@ class FidelitySpec(_Frozen):
 
     enabled: bool = False
     rungs: int = Field(default=3, ge=2, le=8, description="Fidelity levels, the last full.")
-    eta: int = Field(
-        default=3, ge=2, le=10, description="Keep 1/eta of a rung's candidates at each promotion."
+    eta: int | float = Field(
+        default=3,
+        ge=1.5,
+        le=10,
+        description="Keep 1/eta of a rung's candidates at each promotion (floor(n / eta), at "
+        "least one); a fraction such as 2.5 keeps 3 of 8. Rung steps grow by eta, rounded.",
     )
     min_steps: int | None = Field(
         default=None,
@@ -339,9 +343,11 @@ class FidelitySpec(_Frozen):
 
     def resolved_min_steps(self, steps: int) -> int:
         """``min_steps``, defaulted from the full probe's ``steps``."""
+        from sweeps.fidelity import scaled_down
+
         if self.min_steps is not None:
             return self.min_steps
-        return max(1, steps // self.eta ** (self.rungs - 1))
+        return scaled_down(steps, self.eta ** (self.rungs - 1))
 
 
 class ConstraintsSpec(_Frozen):

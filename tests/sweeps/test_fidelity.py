@@ -90,6 +90,25 @@ def test_schedule_and_cost() -> None:
     assert [(r.steps, r.repeats) for r in two] == [(5, 2), (8, 2)]
 
 
+def test_a_fractional_eta_promotes_floor_n_over_eta_and_rounds_the_steps() -> None:
+    # 8 candidates: eta 2 keeps 4, 2.5 keeps 3, 3 and 4 keep 2; 8 / (8 / 3) is 3, not 2.999...
+    assert [promotion_count(8, eta) for eta in (2, 2.5, 8 / 3, 3, 4)] == [4, 3, 3, 2, 2]
+    assert (promotion_count(2, 2.5), promotion_count(0, 2.5)) == (1, 0)
+    with pytest.raises(ValueError, match="eta must be > 1"):
+        promotion_count(8, 1.0)
+    # Steps: min_steps x eta^r rounded half up (1, 2.5 -> 3, 6.25 -> 6); default min_steps is
+    # floor(steps / eta^(rungs - 1)): 25 / 6.25 = 4.
+    ladder = schedule(FidelitySpec(rungs=4, eta=2.5, min_steps=1), steps=40, repeats=4)
+    assert [(r.steps, r.repeats) for r in ladder] == [(1, 1), (3, 2), (6, 3), (40, 4)]
+    assert [r.steps for r in schedule(FidelitySpec(eta=2.5), steps=25, repeats=1)] == [4, 10, 25]
+    # The demo's shape at eta 2.5: 8 at 2x1, then 3 at 8x3 — 16 + 72 of 8 x 24 = 192 updates.
+    demo = schedule(FidelitySpec(rungs=2, eta=2.5, min_steps=2), steps=8, repeats=3)
+    assert probe_updates(demo, 8) == 88 and planned_runs(demo, 8) == 11
+    # An integer eta keeps its type in the stored spec; a fraction is stored as given.
+    assert FidelitySpec(eta=4).model_dump()["eta"] == 4
+    assert FidelitySpec(eta=2.5).model_dump()["eta"] == 2.5
+
+
 def test_successive_halving_on_a_synthetic_objective() -> None:
     """Two objectives of x in [0, 1] whose noise shrinks with the probe's steps."""
 
@@ -133,8 +152,9 @@ def test_fidelity_spec_validation_and_rung_specs() -> None:
         _spec(probe={"steps": 30}, fidelity={"enabled": True, "min_steps": 30})
     with pytest.raises(InvalidSpecError, match=r"fidelity\.min_repeats: 4 exceeds"):
         _spec(probe={"repeats": 3}, fidelity={"enabled": True, "min_repeats": 4})
-    with pytest.raises(InvalidSpecError, match=r"fidelity\.eta"):
-        _spec(fidelity={"eta": 1})
+    for eta in (1, 1.2, 11):
+        with pytest.raises(InvalidSpecError, match=r"fidelity\.eta"):
+            _spec(fidelity={"eta": eta})
 
 
 def _probe(number: int, rung: int, values: tuple[float, ...] | None, **kw: object) -> Probe:
