@@ -21,7 +21,7 @@ feasible trials and the spec's fixed reference point. Probe updates are counted 
 Usage::
 
     nice -n 10 .venv/bin/python benchmarks/multifidelity.py [--candidates 8] [--steps 8]
-        [--repeats 3] [--eta 4] [--seeds 0 1 2]
+        [--repeats 3] [--eta 4] [--min-steps 2] [--seeds 0 1 2]
 
 With several ``--seeds`` (the probe's seed, so each comparison trains other runs) it prints each
 comparison, then the hypervolume ratio's mean and spread over them: one candidate set on one
@@ -71,6 +71,8 @@ def _spec(
     raw["fidelity"]["enabled"] = halving
     if args.eta is not None:
         raw["fidelity"]["eta"] = args.eta
+    if args.min_steps is not None:
+        raw["fidelity"]["min_steps"] = args.min_steps
     return SweepSpec.parse(raw, source=name)
 
 
@@ -130,6 +132,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--eta", type=_number, default=None, help="promotion rate (default: the demo's)"
+    )
+    parser.add_argument(
+        "--min-steps", type=int, default=None, help="rung-0 probe updates (default: the demo's)"
     )
     parser.add_argument(
         "--seeds",
