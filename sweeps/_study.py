@@ -174,6 +174,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> None:
     if trial.user_attrs.get(RUNG_KEY):
         attrs[RUNG_KEY] = trial.user_attrs[RUNG_KEY]
         attrs[CANDIDATE_KEY] = trial.user_attrs[CANDIDATE_KEY]
+    if not isinstance(trial, FrozenTrial):  # a live trial of this run: what storage holds
+        trial = trial.storage.get_trial(trial._trial_id)
     params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
     if params:
         study.enqueue_trial(params, user_attrs=attrs)
