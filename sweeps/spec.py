@@ -407,6 +407,23 @@ class SweepSpec(_Frozen):
 
         return planned_runs(self.rungs(), self.search.n_trials)
 
+    def short_window_warnings(self) -> list[str]:
+        """Warnings for probes under two stability windows: the full probe's
+        (:meth:`ProbeConfig.short_window_warning`) and, with successive halving, the lowest
+        rung's, whose stability scores then decide the promotion almost by chance."""
+        warnings = [w for w in (self.probe.short_window_warning(),) if w]
+        if self.fidelity.enabled:
+            low = self.rungs()[0].steps
+            window = self.probe.stability_window
+            if low < 2 * window <= self.probe.steps:
+                warnings.append(
+                    f"fidelity: rung 0 probes {low} updates, under two stability windows "
+                    f"(2 x probe.stability_window = {2 * window}): its stability scores can "
+                    "hardly tell candidates apart, so the promotion ranks stability by chance; "
+                    f"raise fidelity.min_steps to {2 * window} or lower stability_window"
+                )
+        return warnings
+
     def rungs(self) -> list[Rung]:
         """The fidelity rungs (:func:`sweeps.fidelity.schedule`); one full rung without
         successive halving."""

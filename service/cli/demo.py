@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli._app import app, console, user_errors
+from service.cli._app import app, console, err_console, user_errors
 
 if TYPE_CHECKING:
     from sweeps.demo import DemoWorld
@@ -69,12 +69,15 @@ def _check_demo_sweep(world: DemoWorld) -> None:
     from sweeps.preflight import PreflightError, check_spec
 
     settings = get_settings()
+    spec = demo_sweep_spec(world)
     with user_errors(PreflightError):
         check_spec(
-            demo_sweep_spec(world),
+            spec,
             trust_remote_code=settings.trust_remote_code,
             local_devices=settings.ray_address is None,
         )
+    for warning in spec.short_window_warnings():
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @demo_app.command()

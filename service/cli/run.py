@@ -79,8 +79,7 @@ def run(
             trust_remote_code=settings.trust_remote_code,
             local_devices=settings.ray_address is None,
         )
-        warning = spec.probe.short_window_warning()
-        if warning:
+        for warning in spec.short_window_warnings():
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         engine = init_database(settings.resolved_database_url)
     use_warm_start = spec.nightly.warm_start if warm_start is None else warm_start

@@ -292,6 +292,27 @@ def test_example_spec_is_valid() -> None:
     assert spec.name == "demo-sweep"
 
 
+def test_probes_under_two_stability_windows_are_warned_about_rung_0_too() -> None:
+    assert _spec(probe={"steps": 8}).short_window_warnings() == []
+    (full,) = _spec(probe={"steps": 5}).short_window_warnings()
+    assert full.startswith("probe.steps (5) is under two stability windows")
+    halving = {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 2}
+    (rung,) = _spec(probe={"steps": 8}, fidelity=halving).short_window_warnings()
+    assert rung.startswith("fidelity: rung 0 probes 2 updates, under two stability windows")
+    assert "raise fidelity.min_steps to 6" in rung
+    assert (
+        _spec(probe={"steps": 8}, fidelity={**halving, "min_steps": 6}).short_window_warnings()
+        == []
+    )
+    wide = _spec(probe={"steps": 8, "stability_window": 1}, fidelity=halving)
+    assert wide.short_window_warnings() == []
+    # A full probe already warned about: its lowest rung is not warned about twice.
+    assert (
+        len(_spec(probe={"steps": 5}, fidelity={**halving, "min_steps": 2}).short_window_warnings())
+        == 1
+    )
+
+
 def test_example_spec_is_the_demo_sweep() -> None:
     import yaml
 
