@@ -25,7 +25,7 @@ DEMO_SWEEP: dict[str, Any] = {
         {"name": "stability", "direction": "maximize"},
         {"name": "benchmark", "direction": "maximize"},
     ],
-    # Successive halving probes every candidate once for 2 updates and the best 2 for the full
+    # Successive halving probes every candidate once for 6 updates and the best 2 for the full
     # 8 on 3 seeds, so the front carries confidence intervals; the demo, world build and install
     # included, must fit in 8 minutes. (Three probe seeds ranked the demo world's candidates
     # like long runs at Spearman rho +0.93, one seed at +0.75: docs/ratio-selection.md.)
@@ -46,10 +46,11 @@ DEMO_SWEEP: dict[str, Any] = {
     },
     "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent_trials": 2},
     "nightly": {"tolerance": 0.02},
-    # Successive halving: 8 candidates probed for 2 updates on 1 seed, the best 2 (by
-    # non-dominated rank) for the full 8 on 3 seeds; the front and the recommendation use those
-    # 2 only.
-    "fidelity": {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 2},
+    # Successive halving: 8 candidates probed for 6 updates on 1 seed (two stability windows,
+    # the shortest probe whose stability score tells candidates apart), the best 2 (by
+    # non-dominated rank) for the full 8 on 3 seeds: 48 + 48 of the 192 updates 8 full probes
+    # cost. The front and the recommendation use those 2 only.
+    "fidelity": {"enabled": True, "rungs": 2, "eta": 4, "min_steps": 6},
 }
 
 

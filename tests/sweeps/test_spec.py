@@ -290,6 +290,8 @@ def test_example_spec_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "demo-sweep.yaml"
     spec = SweepSpec.from_file(example)
     assert spec.name == "demo-sweep"
+    # Neither its full probe nor its rung 0 is too short for the stability window.
+    assert spec.short_window_warnings() == []
 
 
 def test_probes_under_two_stability_windows_are_warned_about_rung_0_too() -> None:
