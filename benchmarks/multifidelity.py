@@ -25,7 +25,7 @@ Usage::
 
 With several ``--seeds`` (the probe's seed, so each comparison trains other runs) it prints each
 comparison, then the hypervolume ratio's mean and spread over them: one candidate set on one
-probe seed is a single draw, and whether the 2-update rung keeps the full front's members varies
+probe seed is a single draw, and whether rung 0 keeps the full front's members varies
 from draw to draw. Each comparison also prints its ceiling: the best hypervolume any subset of
 the full sweep's candidates reaches at the size the top rung holds (2 of 8 at eta 4), i.e. the
 most any promotion rule could keep; when the full front has more members than that, the ratio
