@@ -20,6 +20,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def warn(message: str) -> None:
+    """Print one warning line on stderr (the run goes on)."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one line of explanation on stderr and return the ``typer.Exit`` to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli._app import app, console, err_console, user_errors
+from service.cli._app import app, console, user_errors, warn
 
 if TYPE_CHECKING:
     from sweeps.demo import DemoWorld
@@ -77,7 +77,7 @@ def _check_demo_sweep(world: DemoWorld) -> None:
             local_devices=settings.ray_address is None,
         )
     for warning in spec.short_window_warnings():
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        warn(warning)
 
 
 @demo_app.command()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from service.cli._app import app, console, err_console, fail, user_errors
+from service.cli._app import app, console, fail, user_errors, warn
 from service.cli._service import load_settings
 
 
@@ -80,7 +80,7 @@ def run(
             local_devices=settings.ray_address is None,
         )
         for warning in spec.short_window_warnings():
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            warn(warning)
         engine = init_database(settings.resolved_database_url)
     use_warm_start = spec.nightly.warm_start if warm_start is None else warm_start
     with user_errors(), session_scope(engine, read_only=True) as session:
