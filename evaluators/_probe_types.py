@@ -105,17 +105,20 @@ class ProbeConfig(BaseModel):
         """The reference model's directory when ``length_reference`` names one, else None."""
         return None if self.length_reference in ("parents", "initial") else self.length_reference
 
-    def short_window_warning(self) -> str | None:
-        """A warning when ``steps`` is under two stability windows, else None.
+    @property
+    def informative_steps(self) -> int:
+        """The fewest probe steps whose stability score tells candidates apart: two stability
+        windows. With fewer the rolling means overlap so much that retention, reward dip and
+        entropy drop compare a window with itself, and the score hardly moves."""
+        return 2 * self.stability_window
 
-        With fewer steps than that the rolling means overlap so much that retention, reward dip
-        and entropy drop compare a window with itself, and the score hardly moves.
-        """
-        if self.steps >= 2 * self.stability_window:
+    def short_window_warning(self) -> str | None:
+        """A warning when ``steps`` is under :attr:`informative_steps`, else None."""
+        if self.steps >= self.informative_steps:
             return None
         return (
             f"probe.steps ({self.steps}) is under two stability windows "
-            f"(2 x probe.stability_window = {2 * self.stability_window}): the stability score "
+            f"(2 x probe.stability_window = {self.informative_steps}): the stability score "
             "can hardly tell candidates apart; raise probe.steps or lower stability_window"
         )
 

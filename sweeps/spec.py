@@ -411,18 +411,19 @@ class SweepSpec(_Frozen):
         """Warnings for probes under two stability windows: the full probe's
         (:meth:`ProbeConfig.short_window_warning`) and, with successive halving, the lowest
         rung's, whose stability scores then decide the promotion almost by chance."""
-        warnings = [w for w in (self.probe.short_window_warning(),) if w]
-        if self.fidelity.enabled:
-            low = self.rungs()[0].steps
-            window = self.probe.stability_window
-            if low < 2 * window <= self.probe.steps:
-                warnings.append(
-                    f"fidelity: rung 0 probes {low} updates, under two stability windows "
-                    f"(2 x probe.stability_window = {2 * window}): its stability scores can "
-                    "hardly tell candidates apart, so the promotion ranks stability by chance; "
-                    f"raise fidelity.min_steps to {2 * window} or lower stability_window"
-                )
-        return warnings
+        full = self.probe.short_window_warning()
+        if full is not None:
+            return [full]  # its lowest rung is shorter still: one warning says it
+        needed = self.probe.informative_steps
+        low = self.rungs()[0].steps
+        if not self.fidelity.enabled or low >= needed:
+            return []
+        return [
+            f"fidelity: rung 0 probes {low} updates, under two stability windows "
+            f"(2 x probe.stability_window = {needed}): its stability scores can hardly tell "
+            "candidates apart, so the promotion ranks stability by chance; raise "
+            f"fidelity.min_steps to {needed} or lower stability_window"
+        ]
 
     def rungs(self) -> list[Rung]:
         """The fidelity rungs (:func:`sweeps.fidelity.schedule`); one full rung without
