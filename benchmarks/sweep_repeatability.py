@@ -5,15 +5,23 @@ runs, successive halving included when its spec enables it) twice with ``bai-swe
 real runner (Ray Tune trials, Optuna, lm-eval) on its own SQLite database in a temporary
 directory: sweep *k* gets ``search.seed`` = k and ``probe.seed`` = k x ``probe.repeats`` (so the
 two sweeps' probes share no seed). It prints both recommended (w, alpha) and whether they agree
-within 0.1 in alpha and 0.15 in w (the largest difference over the weights).
+within 0.1 in alpha and 0.15 in w (the largest difference over the weights). Under each sweep
+it lists the candidates of the rung the recommendation is made on, with each seed's outcome
+(``.`` kept its length, ``C`` collapsed, ``D`` diverged) and length retention, and what the
+rule before session 8 (drop a trial when any seed collapsed) would have recommended.
+
+More than two ``--seeds`` run one pair per two seeds (``--seeds 2 3 4 5``: sweeps 2 and 3, then
+4 and 5) and end with how many pairs agreed: one pair is one sample of a yes/no outcome.
 
     nice -n 10 .venv/bin/python benchmarks/sweep_repeatability.py          # ~2 demo sweeps
+    nice -n 10 .venv/bin/python benchmarks/sweep_repeatability.py --seeds 2 3 4 5 6 7
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,8 +39,8 @@ ALPHA_TOLERANCE = 0.1
 WEIGHT_TOLERANCE = 0.15
 
 
-def _run_sweep(spec: dict[str, Any], directory: Path) -> dict[str, Any] | None:
-    """Run ``spec`` with ``bai-sweep run`` in ``directory``; its report's recommendation."""
+def _run_sweep(spec: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """Run ``spec`` with ``bai-sweep run`` in ``directory``; its ``report.json``."""
     directory.mkdir(parents=True)
     spec_file = directory / "sweep.yaml"
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -52,10 +60,32 @@ def _run_sweep(spec: dict[str, Any], directory: Path) -> dict[str, Any] | None:
     done = subprocess.run(command, env=env, cwd=directory, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"sweep {spec['name']} failed ({done.returncode}):\n{done.stdout[-3000:]}")
-    recommendation: dict[str, Any] | None = json.loads((report / "report.json").read_text())[
-        "recommendation"
-    ]
-    return recommendation
+    body: dict[str, Any] = json.loads((report / "report.json").read_text())
+    return body
+
+
+def _top_rung(report: dict[str, Any]) -> list[str]:
+    """One line per complete trial of the highest rung reached, with its seeds' outcomes."""
+    complete = [t for t in report["trials"] if t["state"] == "complete"]
+    top = max(((t.get("fidelity") or {}).get("rung", 0) for t in complete), default=0)
+    lines = []
+    for t in complete:
+        if (t.get("fidelity") or {}).get("rung", 0) != top:
+            continue
+        seeds = (t.get("stability") or {}).get("seeds") or []
+        outcomes = "".join(
+            "D" if s.get("diverged") else "C" if s.get("collapsed") else "." for s in seeds
+        )
+        weights = ", ".join(f"{w:.2f}" for w in t["weights"])
+        values = ", ".join(f"{k} {v:.3f}" for k, v in (t["objectives"] or {}).items())
+        retentions = " ".join(f"{s.get('length_retention', math.nan):.2f}" for s in seeds)
+        lines.append(
+            f"    #{t['number']} w=({weights}) a={t['alpha']:.2f} "
+            f"{t['seed_kind'] or 'sampled'}: {values}; seeds [{outcomes}] "
+            f"length retention [{retentions}]"
+            f"{' front' if t.get('on_front') else ''}"
+        )
+    return lines
 
 
 def _describe(recommendation: dict[str, Any] | None) -> str:
@@ -69,13 +99,69 @@ def _describe(recommendation: dict[str, Any] | None) -> str:
     return f"w=({weights}) alpha={recommendation['alpha']:.3f} (trial {number}: {stats})"
 
 
+def _any_seed_gate(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The trial the rule before session 8 recommended: the same pool (front and tied set) and
+    ranking as :data:`sweeps.reports.RECOMMENDATION_RULE`, but a trial is dropped when any one
+    seed collapsed or diverged. For comparison on the same sweeps; None when none is left."""
+    recommendation = report["recommendation"]
+    key = recommendation["ranked_by"] if recommendation else "benchmark"
+    pool_numbers = {t["number"] for t in report["front"]} | set(report["tied"])
+    pool = [
+        t
+        for t in report["trials"]
+        if t["number"] in pool_numbers
+        and not (t["stability"] or {}).get("collapsed")
+        and not (t["stability"] or {}).get("diverged")
+    ]
+    pool.sort(
+        key=lambda t: (
+            -t["objectives"][key],
+            -t["objectives"].get("stability", 0.0),
+            t["number"],
+        )
+    )
+    if not pool:
+        return None
+    return {"trial_number": pool[0]["number"], **{k: pool[0][k] for k in ("weights", "alpha")}}
+
+
+def _agreement(first: dict[str, Any] | None, second: dict[str, Any] | None) -> bool | None:
+    """Whether two recommendations agree within the tolerances (None: one is missing)."""
+    if first is None or second is None:
+        print("agreement: undecidable (a sweep made no recommendation)")
+        return None
+    d_alpha = abs(first["alpha"] - second["alpha"])
+    d_w = max(abs(a - b) for a, b in zip(first["weights"], second["weights"], strict=True))
+    agree = d_alpha <= ALPHA_TOLERANCE and d_w <= WEIGHT_TOLERANCE
+    print(
+        f"agreement: |d alpha| {d_alpha:.3f} (target <= {ALPHA_TOLERANCE}), max |d w| "
+        f"{d_w:.3f} (target <= {WEIGHT_TOLERANCE}): {'agree' if agree else 'DISAGREE'}",
+        flush=True,
+    )
+    return agree
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", type=Path, default=REPO / ".bai-sweep" / "demo-world")
-    parser.add_argument("--seeds", type=int, nargs=2, default=[0, 1], metavar=("A", "B"))
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        metavar="SEED",
+        help="sampler seeds, two per pair of sweeps (default: 0 1)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep each sweep's database and report under this directory"
+    )
     args = parser.parse_args()
-    if args.seeds[0] == args.seeds[1]:
-        parser.error("--seeds must differ")
+    if len(args.seeds) % 2:
+        parser.error("--seeds takes two seeds per pair")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error("--seeds must all differ (the sweeps' probes share no seed)")
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep} exists")
 
     from service.cli._demo_sweep import demo_sweep_spec
     from sweeps.demo import build_world
@@ -91,33 +177,40 @@ def main() -> None:
         f"{'on' if (base.get('fidelity') or {}).get('enabled') else 'off'}",
         flush=True,
     )
-    picks = []
+    outcomes: list[bool | None] = []
+    old_outcomes: list[bool | None] = []
     with tempfile.TemporaryDirectory(prefix="bai-repeatability-") as tmp:
-        for label, seed in zip("ab", args.seeds, strict=True):
-            spec = {
-                **base,
-                "name": f"repeatability-{label}",
-                "search": {**base["search"], "seed": seed},
-                "probe": {**base["probe"], "seed": seed * repeats},
-            }
-            mark = time.perf_counter()
-            recommendation = _run_sweep(spec, Path(tmp) / label)
-            picks.append(recommendation)
-            print(
-                f"sweep {label} (sampler seed {seed}, probe seeds from {seed * repeats}): "
-                f"{_describe(recommendation)}; {(time.perf_counter() - mark) / 60:.1f} min",
-                flush=True,
-            )
-    first, second = picks
-    if first is None or second is None:
-        print("agreement: undecidable (a sweep made no recommendation)")
-    else:
-        d_alpha = abs(first["alpha"] - second["alpha"])
-        d_w = max(abs(a - b) for a, b in zip(first["weights"], second["weights"], strict=True))
-        agree = d_alpha <= ALPHA_TOLERANCE and d_w <= WEIGHT_TOLERANCE
+        root = args.keep or Path(tmp)
+        for pair in range(len(args.seeds) // 2):
+            picks: list[dict[str, Any] | None] = []
+            old_picks: list[dict[str, Any] | None] = []
+            for label, seed in zip("ab", args.seeds[2 * pair : 2 * pair + 2], strict=True):
+                spec = {
+                    **base,
+                    "name": f"repeatability-{seed}",
+                    "search": {**base["search"], "seed": seed},
+                    "probe": {**base["probe"], "seed": seed * repeats},
+                }
+                mark = time.perf_counter()
+                report = _run_sweep(spec, root / f"sweep-{seed}")
+                picks.append(report["recommendation"])
+                old_picks.append(_any_seed_gate(report))
+                print(
+                    f"sweep {label} (sampler seed {seed}, probe seeds from {seed * repeats}): "
+                    f"{_describe(report['recommendation'])}; "
+                    f"{(time.perf_counter() - mark) / 60:.1f} min",
+                    flush=True,
+                )
+                print("\n".join(_top_rung(report)), flush=True)
+            outcomes.append(_agreement(*picks))
+            print("  under the any-seed gate (the rule before session 8): ", end="")
+            old_outcomes.append(_agreement(*old_picks))
+    if len(outcomes) > 1:
+        agreed = sum(1 for o in outcomes if o)
+        before = sum(1 for o in old_outcomes if o)
         print(
-            f"agreement: |d alpha| {d_alpha:.3f} (target <= {ALPHA_TOLERANCE}), max |d w| "
-            f"{d_w:.3f} (target <= {WEIGHT_TOLERANCE}): {'agree' if agree else 'DISAGREE'}"
+            f"pairs agreeing: {agreed} of {len(outcomes)} "
+            f"(under the any-seed gate: {before} of {len(old_outcomes)})"
         )
     print(
         f"wall {(time.perf_counter() - started) / 60:.1f} min; load average at start "

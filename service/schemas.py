@@ -365,6 +365,13 @@ class RatioBody(BaseModel):
     forgetting: Forgetting = Field(default_factory=dict)
     correctness_retention: CorrectnessRetention = None
     forecasts: Forecasts = Field(default_factory=dict)
+    seeds: int = Field(default=1, description="Probe seeds the trial ran on.")
+    collapsed_seeds: int = Field(default=0, description="How many of them collapsed or diverged.")
+    length_retention: IntervalBody | None = Field(
+        default=None,
+        description="The mean length retention over the seeds and its interval: the "
+        "recommendation keeps a trial whose interval lies at or above the collapse threshold.",
+    )
 
 
 class RecommendationBody(RatioBody):

@@ -26,6 +26,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD
 from sweeps.constraints import is_feasible
 from sweeps.forecast import FORECAST_OBJECTIVES, forecasts_of
 from sweeps.pareto import Direction, hypervolume, pareto_front
@@ -55,12 +56,20 @@ FIGURE_NAMES = (
 )
 #: Benchmark objectives the recommendation ranks by, most preferred first.
 RECOMMENDATION_BENCHMARKS = ("benchmark_after", "benchmark")
+# The stability gate asks the seeds to show that the ratio keeps its length: no seed diverged
+# and the 95% interval of the mean length retention lies at or above the collapse threshold.
+# Gating on the point outcome of each seed (the rule until session 8: drop a trial when any
+# seed collapsed) let a ratio whose retention sits at the threshold pass on one sweep's seeds
+# and fail on another's, so two sweeps recommended different ratios; a ratio the seeds cannot
+# tell from a collapsing one is not recommended, and the report says how close it came.
 RECOMMENDATION_RULE = (
     "among the feasible front members and the feasible trials statistically tied with them "
     "(95% intervals "
-    "overlapping), drop those where any seed collapsed or diverged; recommend the best mean "
-    "{benchmark}, ties broken by the best mean stability, then the lower trial number; the "
-    "runner-up is the next in that order"
+    "overlapping), keep those whose seeds show they keep their length (no seed diverged, and "
+    "the 95% interval of the mean length retention at or above the collapse threshold; with "
+    "one seed, its retention at or above it); recommend the best mean {benchmark}, ties broken "
+    "by the best mean stability, then the lower trial number; the runner-up is the next in "
+    "that order"
 )
 
 _COLUMN_LEGEND = {
@@ -178,10 +187,40 @@ class TrialRecord:
         constraints = (self.stability or {}).get("constraints") or {}
         return {name: float(v) for name, v in constraints.items() if float(v) > 0}
 
-    def unstable(self) -> bool:
-        """Whether any seed of the probe collapsed or diverged."""
+    def _seed_records(self) -> list[dict[str, Any]]:
+        """The per-seed stability records (a trial recorded without them: its own, as one)."""
         stability = self.stability or {}
-        return bool(stability.get("collapsed")) or bool(stability.get("diverged"))
+        seeds = stability.get("seeds")
+        if isinstance(seeds, list) and seeds and all(isinstance(s, dict) for s in seeds):
+            return seeds
+        return [stability]
+
+    def collapsed_seeds(self) -> tuple[int, int]:
+        """``(k, n)``: ``k`` of the probe's ``n`` seeds collapsed or diverged (a trial recorded
+        without per-seed records counts as one seed, collapsed when its flags say so)."""
+        seeds = self._seed_records()
+        return sum(bool(s.get("collapsed")) or bool(s.get("diverged")) for s in seeds), len(seeds)
+
+    def retention_interval(self) -> Interval | None:
+        """The mean length retention over the seeds with its 95% interval (one seed: no
+        interval), None for a trial recorded without one."""
+        values = [s.get("length_retention") for s in self._seed_records()]
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            return None
+        return mean_interval([float(v) for v in values if v is not None], bounds=(0.0, 1.0))
+
+    def keeps_length(self, collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD) -> bool:
+        """Whether the seeds show the probe keeps its length: the gate of
+        :data:`RECOMMENDATION_RULE` (no seed diverged; the low end of the 95% interval of the
+        mean length retention at or above ``collapse_threshold``; one seed: its retention; a
+        trial recorded without retentions: its flags)."""
+        if any(s.get("diverged") for s in self._seed_records()):
+            return False
+        interval = self.retention_interval()
+        if interval is None:
+            return self.collapsed_seeds()[0] == 0
+        low = interval.mean if interval.low is None else interval.low
+        return low >= collapse_threshold
 
     def forgetting(self) -> dict[str, float]:
         """``forgetting_init`` and ``forgetting_after``, whichever were measured
@@ -212,6 +251,8 @@ class SweepReportData:
     error: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD
+    """The probe's collapse threshold (``probe.collapse_threshold`` of the sweep's spec)."""
 
     @property
     def directions(self) -> list[Direction]:
@@ -299,14 +340,18 @@ class SweepReportData:
     def recommendation(self) -> Recommendation | None:
         """The recommended trial and its runner-up by :data:`RECOMMENDATION_RULE`.
 
-        None when no trial on or tied with the front kept its length on every seed.
+        None when no trial on or tied with the front showed that it keeps its length.
         """
         names = [o.name for o in self.objectives]
         key_name = next((n for n in RECOMMENDATION_BENCHMARKS if n in names), names[0])
         key = names.index(key_name)
         sign = 1.0 if self.objectives[key].direction == "maximize" else -1.0
         stability = names.index("stability") if "stability" in names else None
-        pool = {t.number: t for t in [*self.front(), *self.tied()] if not t.unstable()}
+        pool = {
+            t.number: t
+            for t in [*self.front(), *self.tied()]
+            if t.keeps_length(self.collapse_threshold)
+        }
         scored = [(t, t.values(self.objectives)) for t in pool.values()]
         ranked = sorted(
             ((t, v) for t, v in scored if v is not None),
@@ -567,7 +612,9 @@ class Report:
         chosen = self.recommendation
         if chosen is None:
             return [
-                "No recommendation: no feasible trial on or tied with the front kept its length."
+                "No recommendation: no feasible trial on or tied with the front showed that it "
+                "keeps its length (the low end of its length retention's interval at or above "
+                f"the collapse threshold {self.data.collapse_threshold:g})."
             ]
         objectives = self.data.objectives
 
@@ -577,7 +624,14 @@ class Report:
                 f"{o.name} {_fmt_interval(i.mean, i)}{trial.fallback_note(o.name)}"
                 for o, i in zip(objectives, intervals, strict=True)
             )
-            return f"{trial.label()} ({trial.seed_kind or 'sampled'}): {values}"
+            collapsed, seeds = trial.collapsed_seeds()
+            retention = trial.retention_interval()
+            note = ""
+            if retention is not None:
+                note = f"; length retention {_fmt_interval(retention.mean, retention)}"
+            if collapsed:
+                note += f", collapsed on {collapsed} of {seeds} seeds"
+            return f"{trial.label()} ({trial.seed_kind or 'sampled'}): {values}{note}"
 
         lines = [f"- **use {describe(chosen.trial)}**"]
         if chosen.runner_up is not None:
@@ -657,6 +711,8 @@ def recommendation_json(
 
     def pick(trial: TrialRecord) -> dict[str, Any]:
         intervals = trial.intervals(objectives) or []
+        collapsed, seeds = trial.collapsed_seeds()
+        retention = trial.retention_interval()
         return {
             "trial_number": trial.number,
             "weights": list(trial.weights),
@@ -666,6 +722,9 @@ def recommendation_json(
             "forgetting": trial.forgetting(),
             "correctness_retention": trial.correctness_retention(),
             "forecasts": forecasts_of(trial.stability),
+            "seeds": seeds,
+            "collapsed_seeds": collapsed,
+            "length_retention": retention.to_json() if retention else None,
         }
 
     return _json_safe(

@@ -11,12 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from evaluators.stability import DEFAULT_COLLAPSE_THRESHOLD
 from storage import repository
 from storage.models import Sweep, Trial, TrialState
 from sweeps.reports import ObjectiveInfo, SweepReportData, TrialRecord, front_statistics
 from sweeps.spec import ObjectiveSpec, default_objectives
 
 __all__ = [
+    "collapse_threshold_of",
     "front_statistics_of",
     "load_report_data",
     "objectives_of",
@@ -32,6 +34,13 @@ def objectives_of(spec: Mapping[str, Any]) -> list[ObjectiveInfo]:
         [ObjectiveSpec.model_validate(item) for item in raw] if raw else default_objectives()
     )
     return [ObjectiveInfo(o.name, o.resolved_direction, o.resolved_reference) for o in objectives]
+
+
+def collapse_threshold_of(spec: Mapping[str, Any]) -> float:
+    """The probe's collapse threshold of a stored spec (the default when it sets none)."""
+    probe = spec.get("probe")
+    value = probe.get("collapse_threshold") if isinstance(probe, Mapping) else None
+    return float(value) if value is not None else DEFAULT_COLLAPSE_THRESHOLD
 
 
 def trial_record(trial: Trial, *, with_steps: bool = False) -> TrialRecord:
@@ -75,6 +84,7 @@ def _report_data(sweep: Sweep, records: list[TrialRecord]) -> SweepReportData:
         error=sweep.error,
         created_at=sweep.created_at,
         finished_at=sweep.finished_at,
+        collapse_threshold=collapse_threshold_of(sweep.spec),
     )
 
 

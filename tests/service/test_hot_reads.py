@@ -30,6 +30,11 @@ from tests.service.conftest import TOKEN, ModelRoot, live_server
 _RETAINED = {
     3: {
         "correctness_retention": 0.75,
+        # Three seeds that kept their length: the recommendation shows their retention.
+        "seeds": [
+            {"seed": k, "length_retention": 0.95 + k / 100, "collapsed": False, "diverged": False}
+            for k in range(3)
+        ],
         "length_forecast": {
             "at_horizon": None,
             "seeds_fitted": 1,
@@ -119,6 +124,12 @@ def test_stored_bodies_round_trip_through_the_schemas(
         assert recommended["correctness_retention"] == 0.75
         assert recommended["forecasts"] == members[3]["forecasts"]
         assert recommended["runner_up"]["correctness_retention"] is None
+        assert (recommended["seeds"], recommended["collapsed_seeds"]) == (3, 0)
+        assert recommended["length_retention"]["mean"] == pytest.approx(0.96)
+        assert (recommended["runner_up"]["seeds"], recommended["runner_up"]["collapsed_seeds"]) == (
+            1,
+            0,
+        )
 
         # Sweeps stored before the views, and fronts stored without statistics: the routes
         # render the same bodies.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -248,6 +249,87 @@ def test_recommendation_breaks_benchmark_ties_by_stability_and_needs_a_stable_tr
     unstable = _noisy_data(_repeated(7, 0.6, 0.5, 0.2, diverged=True))
     assert unstable.recommendation() is None
     assert "No recommendation" in build_report(unstable).to_markdown()
+
+
+def _seeds(*retentions: float | None, threshold: float = 0.5) -> dict[str, object]:
+    """Per-seed stability records: each seed's length retention (None: it diverged)."""
+    records = [
+        {
+            "seed": k,
+            "length_retention": 0.0 if r is None else r,
+            "collapsed": r is not None and r < threshold,
+            "diverged": r is None,
+        }
+        for k, r in enumerate(retentions)
+    ]
+    return {
+        "collapsed": any(s["collapsed"] for s in records),
+        "diverged": any(s["diverged"] for s in records),
+        "seeds": records,
+    }
+
+
+def _gated(number: int, benchmark: float, *retentions: float | None) -> TrialRecord:
+    """A trial on the front of :func:`_noisy_data`: the higher its benchmark, the less stable."""
+    trial = _repeated(number, 1.0 - benchmark, benchmark, 0.01)
+    return replace(trial, stability={**(trial.stability or {}), **_seeds(*retentions)})
+
+
+@pytest.mark.parametrize(
+    ("retentions", "low", "collapsed", "kept"),
+    [
+        # mean 0.96, s 0.04: 0.96 - t(0.975, 2) 4.303 x 0.04 / sqrt(3) = 0.8606
+        ((0.92, 0.96, 1.0), 0.8606, 0, True),
+        # No seed collapsed, but the mean 0.5367 (s 0.0208) is not shown above 0.5: 0.4850
+        ((0.56, 0.53, 0.52), 0.4850, 0, False),
+        ((0.45, 0.9, 0.95), None, 1, False),  # any seed collapsed at 3 seeds: the low end is lower
+        ((1.0, 1.0, 1.0), 1.0, 0, True),  # no spread: the mean
+        ((0.6,), None, 0, True),  # one seed: its retention
+        ((0.4,), None, 1, False),
+        ((0.9, None, 0.9), None, 0, False),  # a seed diverged
+        # 1 of 10 collapsed, the mean 0.855 (s 0.1423) shown above: 0.855 - 2.262 x 0.045 = 0.7532
+        ((0.9,) * 9 + (0.45,), 0.7532, 1, True),
+    ],
+)
+def test_the_recommendation_gate_keeps_a_trial_whose_seeds_show_it_keeps_its_length(
+    retentions: tuple[float | None, ...], low: float | None, collapsed: int, kept: bool
+) -> None:
+    risky, safe = _gated(1, 0.7, *retentions), _gated(0, 0.4, 1.0, 1.0, 1.0)
+    assert risky.keeps_length(0.5) is kept
+    assert risky.collapsed_seeds() == (
+        collapsed + sum(r is None for r in retentions),
+        len(retentions),
+    )
+    interval = risky.retention_interval()
+    if low is not None:
+        assert interval is not None and interval.low == pytest.approx(low, abs=1e-4)
+    chosen = _noisy_data(safe, risky).recommendation()
+    assert chosen is not None and chosen.trial.number == (1 if kept else 0)
+
+
+def test_the_gate_uses_the_sweeps_collapse_threshold() -> None:
+    trial = _gated(1, 0.7, 0.92, 0.96, 1.0)  # low end 0.8606
+    assert trial.keeps_length(0.85) and not trial.keeps_length(0.87)
+    data = replace(_noisy_data(trial), collapse_threshold=0.87)
+    assert data.recommendation() is None
+    assert "collapse threshold 0.87" in build_report(data).to_markdown()
+
+
+def test_a_trial_without_per_seed_records_is_gated_by_its_flags() -> None:
+    legacy = _repeated(0, 0.5, 0.5, 0.01, collapsed=True)
+    assert legacy.collapsed_seeds() == (1, 1) and not legacy.keeps_length()
+    assert _repeated(1, 0.5, 0.5, 0.01).keeps_length()
+
+
+def test_the_recommendation_shows_its_length_retention_and_collapsed_seeds() -> None:
+    data = _noisy_data(_gated(1, 0.7, *(0.9,) * 9, 0.45), _gated(0, 0.4, 1.0, 1.0, 1.0))
+    report = build_report(data)
+    picked = report.to_json()["recommendation"]
+    assert (picked["collapsed_seeds"], picked["seeds"]) == (1, 10)
+    assert picked["length_retention"]["low"] == pytest.approx(0.7532, abs=1e-4)
+    assert (picked["runner_up"]["collapsed_seeds"], picked["runner_up"]["seeds"]) == (0, 3)
+    assert "length retention 0.855 ± 0.1, collapsed on 1 of 10 seeds" in report.to_markdown()
+    assert "95% interval of the mean length retention" in picked["rule"]
 
 
 def test_recommendation_prefers_the_benchmark_after_rl() -> None:
