@@ -378,6 +378,11 @@ class RecommendationBody(RatioBody):
     """The recommended (w, alpha), the runner-up and the rule (``docs/ratio-selection.md``)."""
 
     runner_up: RatioBody | None
+    gated_out: list[RatioBody] = Field(
+        default_factory=list,
+        description="Front members and tied trials the stability gate dropped: their seeds do "
+        "not show they keep their length (best benchmark first).",
+    )
     ranked_by: str = Field(description="The objective the pool was ranked by.")
     rule: str
 

@@ -342,16 +342,30 @@ class SweepReportData:
 
         None when no trial on or tied with the front showed that it keeps its length.
         """
+        key_name, kept, _ = self._recommendation_pool()
+        if not kept:
+            return None
+        return Recommendation(
+            trial=kept[0],
+            runner_up=kept[1] if len(kept) > 1 else None,
+            ranked_by=key_name,
+            rule=RECOMMENDATION_RULE.format(benchmark=key_name),
+        )
+
+    def gated_out(self) -> list[TrialRecord]:
+        """The front members and tied trials the recommendation's stability gate dropped (their
+        seeds do not show they keep their length), in the recommendation's order."""
+        return self._recommendation_pool()[2]
+
+    def _recommendation_pool(self) -> tuple[str, list[TrialRecord], list[TrialRecord]]:
+        """The objective :data:`RECOMMENDATION_RULE` ranks by, and the front members and tied
+        trials in its order: those that pass the stability gate, and those that do not."""
         names = [o.name for o in self.objectives]
         key_name = next((n for n in RECOMMENDATION_BENCHMARKS if n in names), names[0])
         key = names.index(key_name)
         sign = 1.0 if self.objectives[key].direction == "maximize" else -1.0
         stability = names.index("stability") if "stability" in names else None
-        pool = {
-            t.number: t
-            for t in [*self.front(), *self.tied()]
-            if t.keeps_length(self.collapse_threshold)
-        }
+        pool = {t.number: t for t in [*self.front(), *self.tied()]}
         scored = [(t, t.values(self.objectives)) for t in pool.values()]
         ranked = sorted(
             ((t, v) for t, v in scored if v is not None),
@@ -361,14 +375,9 @@ class SweepReportData:
                 item[0].number,
             ),
         )
-        if not ranked:
-            return None
-        return Recommendation(
-            trial=ranked[0][0],
-            runner_up=ranked[1][0] if len(ranked) > 1 else None,
-            ranked_by=key_name,
-            rule=RECOMMENDATION_RULE.format(benchmark=key_name),
-        )
+        kept = [t for t, _ in ranked if t.keeps_length(self.collapse_threshold)]
+        gated = [t for t, _ in ranked if not t.keeps_length(self.collapse_threshold)]
+        return key_name, kept, gated
 
     def hypervolume_history(self) -> list[tuple[int, float]]:
         """``(finished trials, hypervolume)`` after each finished trial, in finishing order."""
@@ -471,7 +480,9 @@ class Report:
                 "infeasible": [
                     {"number": t.number, "violations": t.violations()} for t in data.infeasible()
                 ],
-                "recommendation": recommendation_json(data.objectives, self.recommendation),
+                "recommendation": recommendation_json(
+                    data.objectives, self.recommendation, data.gated_out()
+                ),
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
                 "front": [_trial_json(t) for t in self.front],
@@ -610,12 +621,6 @@ class Report:
 
     def _recommendation_lines(self) -> list[str]:
         chosen = self.recommendation
-        if chosen is None:
-            return [
-                "No recommendation: no feasible trial on or tied with the front showed that it "
-                "keeps its length (the low end of its length retention's interval at or above "
-                f"the collapse threshold {self.data.collapse_threshold:g})."
-            ]
         objectives = self.data.objectives
 
         def describe(trial: TrialRecord) -> str:
@@ -633,10 +638,24 @@ class Report:
                 note += f", collapsed on {collapsed} of {seeds} seeds"
             return f"{trial.label()} ({trial.seed_kind or 'sampled'}): {values}{note}"
 
-        lines = [f"- **use {describe(chosen.trial)}**"]
-        if chosen.runner_up is not None:
-            lines.append(f"- runner-up: {describe(chosen.runner_up)}")
-        lines.append(f"- rule: {chosen.rule}")
+        threshold = f"{self.data.collapse_threshold:g}"
+        if chosen is None:
+            lines = [
+                "No recommendation: no feasible trial on or tied with the front showed that it "
+                "keeps its length (the low end of its length retention's interval at or above "
+                f"the collapse threshold {threshold})."
+            ]
+        else:
+            lines = [f"- **use {describe(chosen.trial)}**"]
+            if chosen.runner_up is not None:
+                lines.append(f"- runner-up: {describe(chosen.runner_up)}")
+        for trial in self.data.gated_out():
+            lines.append(
+                f"- not recommended, its seeds do not show it keeps its length (threshold "
+                f"{threshold}): {describe(trial)}"
+            )
+        if chosen is not None:
+            lines.append(f"- rule: {chosen.rule}")
         return lines
 
     def to_html(self) -> str:
@@ -703,9 +722,12 @@ class Report:
 
 
 def recommendation_json(
-    objectives: Sequence[ObjectiveInfo], chosen: Recommendation | None
+    objectives: Sequence[ObjectiveInfo],
+    chosen: Recommendation | None,
+    gated_out: Sequence[TrialRecord] = (),
 ) -> dict[str, Any] | None:
-    """The recommended (w, alpha) with its intervals and the runner-up, as JSON data."""
+    """The recommended (w, alpha) with its intervals, the runner-up and the front members the
+    stability gate dropped (``gated_out``), as JSON data."""
     if chosen is None:
         return None
 
@@ -731,6 +753,7 @@ def recommendation_json(
         {
             **pick(chosen.trial),
             "runner_up": pick(chosen.runner_up) if chosen.runner_up else None,
+            "gated_out": [pick(t) for t in gated_out],
             "ranked_by": chosen.ranked_by,
             "rule": chosen.rule,
         }
@@ -748,7 +771,9 @@ def front_statistics(data: SweepReportData) -> dict[str, Any]:
             "infeasible": [
                 {"number": t.number, "violations": t.violations()} for t in data.infeasible()
             ],
-            "recommendation": recommendation_json(data.objectives, data.recommendation()),
+            "recommendation": recommendation_json(
+                data.objectives, data.recommendation(), data.gated_out()
+            ),
         }
     )
 

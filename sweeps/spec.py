@@ -359,7 +359,7 @@ class ConstraintsSpec(_Frozen):
         description="Every seed's length_retention stays at or above probe.collapse_threshold "
         "and no probe diverged (off by default: against the parents' reference length most "
         "BAI ratios of a short-answering world count as collapsed; the recommendation skips "
-        "trials where at least half of the seeds collapsed either way).",
+        "trials whose seeds do not show that they keep their length either way).",
     )
     kl_budget: float | None = Field(
         default=None, gt=0, description="Largest mean final KL to the reference (nats)."

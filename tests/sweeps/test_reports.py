@@ -21,6 +21,7 @@ from sweeps.reports import (
     ratio_map_figure,
     trial_curves_figure,
 )
+from sweeps.results import collapse_threshold_of
 from sweeps.statistics import mean_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -303,8 +304,10 @@ def test_the_recommendation_gate_keeps_a_trial_whose_seeds_show_it_keeps_its_len
     interval = risky.retention_interval()
     if low is not None:
         assert interval is not None and interval.low == pytest.approx(low, abs=1e-4)
-    chosen = _noisy_data(safe, risky).recommendation()
+    data = _noisy_data(safe, risky)
+    chosen = data.recommendation()
     assert chosen is not None and chosen.trial.number == (1 if kept else 0)
+    assert data.gated_out() == ([] if kept else [risky])
 
 
 def test_the_gate_uses_the_sweeps_collapse_threshold() -> None:
@@ -315,6 +318,11 @@ def test_the_gate_uses_the_sweeps_collapse_threshold() -> None:
     assert "collapse threshold 0.87" in build_report(data).to_markdown()
 
 
+def test_the_collapse_threshold_comes_from_the_stored_spec() -> None:
+    assert collapse_threshold_of({"probe": {"collapse_threshold": 0.3}}) == 0.3
+    assert collapse_threshold_of({"probe": {}}) == collapse_threshold_of({}) == 0.5
+
+
 def test_a_trial_without_per_seed_records_is_gated_by_its_flags() -> None:
     legacy = _repeated(0, 0.5, 0.5, 0.01, collapsed=True)
     assert legacy.collapsed_seeds() == (1, 1) and not legacy.keeps_length()
@@ -322,9 +330,20 @@ def test_a_trial_without_per_seed_records_is_gated_by_its_flags() -> None:
 
 
 def test_the_recommendation_shows_its_length_retention_and_collapsed_seeds() -> None:
-    data = _noisy_data(_gated(1, 0.7, *(0.9,) * 9, 0.45), _gated(0, 0.4, 1.0, 1.0, 1.0))
+    data = _noisy_data(
+        _gated(1, 0.7, *(0.9,) * 9, 0.45),
+        _gated(0, 0.4, 1.0, 1.0, 1.0),
+        _gated(2, 0.8, 0.56, 0.53, 0.52),  # the best benchmark, at the threshold: gated out
+    )
     report = build_report(data)
     picked = report.to_json()["recommendation"]
+    assert picked["trial_number"] == 1
+    assert [t["trial_number"] for t in picked["gated_out"]] == [2]
+    assert picked["gated_out"][0]["length_retention"]["low"] == pytest.approx(0.4850, abs=1e-4)
+    assert front_statistics(data)["recommendation"] == picked
+    assert "not recommended, its seeds do not show it keeps its length (threshold 0.5): #2" in (
+        report.to_markdown()
+    )
     assert (picked["collapsed_seeds"], picked["seeds"]) == (1, 10)
     assert picked["length_retention"]["low"] == pytest.approx(0.7532, abs=1e-4)
     assert (picked["runner_up"]["collapsed_seeds"], picked["runner_up"]["seeds"]) == (0, 3)

@@ -20,6 +20,7 @@ from storage import (
     session_scope,
 )
 from sweeps.fidelity import promote
+from sweeps.results import trial_record
 from sweeps.spec import SweepSpec
 from tests.demo_specs import write_demo_spec
 from tests.sweeps.conftest import run_cli
@@ -97,8 +98,13 @@ def test_sweep_promotes_the_best_candidate_to_the_full_probe(
     attrs = {t.number: t.user_attrs for t in study.trials}
     assert (attrs[top.number]["rung"], attrs[top.number]["probe_steps"]) == (1, 2)
     payload = json.loads((report_dir / "report.json").read_text())
-    recommendation = payload["recommendation"]  # None if the probe collapsed
-    assert recommendation is None or recommendation["trial_number"] == top.number
+    # Recommended when its 2 seeds show it keeps its length (sweeps.reports' gate), else none.
+    recommendation = payload["recommendation"]
+    if trial_record(top).keeps_length(spec.probe.collapse_threshold):
+        assert recommendation["trial_number"] == top.number
+        assert recommendation["seeds"] == 2 and recommendation["gated_out"] == []
+    else:
+        assert recommendation is None
     assert payload["rungs"] == [
         "rung 0: 3 probe runs of 1 steps x 1 seeds (3 complete)",
         "rung 1: 1 probe runs of 2 steps x 2 seeds (1 complete)",
