@@ -378,11 +378,6 @@ class RecommendationBody(RatioBody):
     """The recommended (w, alpha), the runner-up and the rule (``docs/ratio-selection.md``)."""
 
     runner_up: RatioBody | None
-    gated_out: list[RatioBody] = Field(
-        default_factory=list,
-        description="Front members and tied trials the stability gate dropped: their seeds do "
-        "not show they keep their length (best benchmark first).",
-    )
     ranked_by: str = Field(description="The objective the pool was ranked by.")
     rule: str
 
@@ -442,5 +437,11 @@ class ParetoFrontBody(BaseModel):
     infeasible: list[InfeasibleTrial] = Field(default_factory=list)
     recommendation: RecommendationBody | None = Field(
         default=None,
-        description="Null until a feasible, stable trial is on or tied with the front.",
+        description="Null until a feasible trial on or tied with the front showed that it keeps "
+        "its length.",
+    )
+    gated_out: list[RatioBody] = Field(
+        default_factory=list,
+        description="Front members and tied trials the recommendation's stability gate dropped: "
+        "their seeds do not show they keep their length (best benchmark first).",
     )

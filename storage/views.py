@@ -361,8 +361,9 @@ def pareto_body(
         "hypervolume_interval": None,
         "infeasible": [],
         "recommendation": None,
+        "gated_out": [],
     }
-    for key in ("tied", "hypervolume_interval", "infeasible", "recommendation"):
+    for key in ("tied", "hypervolume_interval", "infeasible", "recommendation", "gated_out"):
         if statistics is not None and key in statistics:
             body[key] = statistics[key]
     return body

@@ -480,9 +480,8 @@ class Report:
                 "infeasible": [
                     {"number": t.number, "violations": t.violations()} for t in data.infeasible()
                 ],
-                "recommendation": recommendation_json(
-                    data.objectives, self.recommendation, data.gated_out()
-                ),
+                "recommendation": recommendation_json(data.objectives, self.recommendation),
+                "gated_out": [ratio_json(data.objectives, t) for t in data.gated_out()],
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
                 "front": [_trial_json(t) for t in self.front],
@@ -721,21 +720,14 @@ class Report:
         return directory
 
 
-def recommendation_json(
-    objectives: Sequence[ObjectiveInfo],
-    chosen: Recommendation | None,
-    gated_out: Sequence[TrialRecord] = (),
-) -> dict[str, Any] | None:
-    """The recommended (w, alpha) with its intervals, the runner-up and the front members the
-    stability gate dropped (``gated_out``), as JSON data."""
-    if chosen is None:
-        return None
-
-    def pick(trial: TrialRecord) -> dict[str, Any]:
-        intervals = trial.intervals(objectives) or []
-        collapsed, seeds = trial.collapsed_seeds()
-        retention = trial.retention_interval()
-        return {
+def ratio_json(objectives: Sequence[ObjectiveInfo], trial: TrialRecord) -> dict[str, Any]:
+    """One trial's (w, alpha), objective intervals and what its seeds showed, as JSON data
+    (the recommendation, its runner-up and the trials its stability gate dropped)."""
+    intervals = trial.intervals(objectives) or []
+    collapsed, seeds = trial.collapsed_seeds()
+    retention = trial.retention_interval()
+    return _json_safe(
+        {
             "trial_number": trial.number,
             "weights": list(trial.weights),
             "alpha": trial.alpha,
@@ -748,12 +740,19 @@ def recommendation_json(
             "collapsed_seeds": collapsed,
             "length_retention": retention.to_json() if retention else None,
         }
+    )
 
+
+def recommendation_json(
+    objectives: Sequence[ObjectiveInfo], chosen: Recommendation | None
+) -> dict[str, Any] | None:
+    """The recommended (w, alpha) with its intervals and the runner-up, as JSON data."""
+    if chosen is None:
+        return None
     return _json_safe(
         {
-            **pick(chosen.trial),
-            "runner_up": pick(chosen.runner_up) if chosen.runner_up else None,
-            "gated_out": [pick(t) for t in gated_out],
+            **ratio_json(objectives, chosen.trial),
+            "runner_up": ratio_json(objectives, chosen.runner_up) if chosen.runner_up else None,
             "ranked_by": chosen.ranked_by,
             "rule": chosen.rule,
         }
@@ -771,9 +770,8 @@ def front_statistics(data: SweepReportData) -> dict[str, Any]:
             "infeasible": [
                 {"number": t.number, "violations": t.violations()} for t in data.infeasible()
             ],
-            "recommendation": recommendation_json(
-                data.objectives, data.recommendation(), data.gated_out()
-            ),
+            "recommendation": recommendation_json(data.objectives, data.recommendation()),
+            "gated_out": [ratio_json(data.objectives, t) for t in data.gated_out()],
         }
     )
 

@@ -45,6 +45,13 @@ _RETAINED = {
         },
     }
 }
+#: Trial 2 kept its length on every seed, but only just: its seeds do not show it keeps it.
+_AT_THE_THRESHOLD = {
+    "seeds": [
+        {"seed": k, "length_retention": r, "collapsed": False, "diverged": False}
+        for k, r in enumerate((0.56, 0.53, 0.52))
+    ]
+}
 _FORGOT = {3: {"forgetting_init": 0.1, "after": [{"forgetting": 0.2}, {"forgetting": 0.4}]}}
 
 
@@ -62,7 +69,11 @@ def _write_a_sweep(engine: Engine, sweep_id: str) -> None:
                 seed_kind="paper" if number == 0 else None,
                 state="complete",
                 objectives={"stability": 0.9 - number / 5, "benchmark": 0.2 + number / 10},
-                stability={"score": 0.9 - number / 5, **_RETAINED.get(number, {})},
+                stability={
+                    "score": 0.9 - number / 5,
+                    **_RETAINED.get(number, {}),
+                    **(_AT_THE_THRESHOLD if number == 2 else {}),
+                },
                 benchmarks=_FORGOT.get(number),
                 duration_s=12.5,
             )
@@ -126,6 +137,9 @@ def test_stored_bodies_round_trip_through_the_schemas(
         assert recommended["runner_up"]["correctness_retention"] is None
         assert (recommended["seeds"], recommended["collapsed_seeds"]) == (3, 0)
         assert recommended["length_retention"]["mean"] == pytest.approx(0.96)
+        # Trial 2's seeds sit at the collapse threshold: named, not recommended.
+        assert [t["trial_number"] for t in front["gated_out"]] == [2]
+        assert front["gated_out"][0]["length_retention"]["low"] < 0.5
         assert (recommended["runner_up"]["seeds"], recommended["runner_up"]["collapsed_seeds"]) == (
             1,
             0,
@@ -149,7 +163,14 @@ def test_stored_bodies_round_trip_through_the_schemas(
         assert read_stored(engine, sweep_id, "pareto") is None
         again = client.get(f"/sweeps/{sweep_id}/pareto").json()
         assert again["revision"] == front["revision"] + 1
-        for key in ("members", "tied", "hypervolume_interval", "infeasible", "recommendation"):
+        for key in (
+            "members",
+            "tied",
+            "hypervolume_interval",
+            "infeasible",
+            "recommendation",
+            "gated_out",
+        ):
             assert again[key] == front[key]
 
         missing = client.get("/sweeps/000000000000")

@@ -315,7 +315,12 @@ def test_the_gate_uses_the_sweeps_collapse_threshold() -> None:
     assert trial.keeps_length(0.85) and not trial.keeps_length(0.87)
     data = replace(_noisy_data(trial), collapse_threshold=0.87)
     assert data.recommendation() is None
-    assert "collapse threshold 0.87" in build_report(data).to_markdown()
+    report = build_report(data)
+    assert "collapse threshold 0.87" in report.to_markdown()
+    # No recommendation, but the ratio the gate dropped is still named.
+    assert report.to_json()["recommendation"] is None
+    assert [t["trial_number"] for t in report.to_json()["gated_out"]] == [1]
+    assert [t["trial_number"] for t in front_statistics(data)["gated_out"]] == [1]
 
 
 def test_the_collapse_threshold_comes_from_the_stored_spec() -> None:
@@ -336,11 +341,13 @@ def test_the_recommendation_shows_its_length_retention_and_collapsed_seeds() -> 
         _gated(2, 0.8, 0.56, 0.53, 0.52),  # the best benchmark, at the threshold: gated out
     )
     report = build_report(data)
-    picked = report.to_json()["recommendation"]
+    body = report.to_json()
+    picked = body["recommendation"]
     assert picked["trial_number"] == 1
-    assert [t["trial_number"] for t in picked["gated_out"]] == [2]
-    assert picked["gated_out"][0]["length_retention"]["low"] == pytest.approx(0.4850, abs=1e-4)
-    assert front_statistics(data)["recommendation"] == picked
+    assert [t["trial_number"] for t in body["gated_out"]] == [2]
+    assert body["gated_out"][0]["length_retention"]["low"] == pytest.approx(0.4850, abs=1e-4)
+    stats = front_statistics(data)
+    assert stats["recommendation"] == picked and stats["gated_out"] == body["gated_out"]
     assert "not recommended, its seeds do not show it keeps its length (threshold 0.5): #2" in (
         report.to_markdown()
     )

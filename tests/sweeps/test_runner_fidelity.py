@@ -102,9 +102,10 @@ def test_sweep_promotes_the_best_candidate_to_the_full_probe(
     recommendation = payload["recommendation"]
     if trial_record(top).keeps_length(spec.probe.collapse_threshold):
         assert recommendation["trial_number"] == top.number
-        assert recommendation["seeds"] == 2 and recommendation["gated_out"] == []
+        assert recommendation["seeds"] == 2 and payload["gated_out"] == []
     else:
         assert recommendation is None
+        assert [t["trial_number"] for t in payload["gated_out"]] == [top.number]
     assert payload["rungs"] == [
         "rung 0: 3 probe runs of 1 steps x 1 seeds (3 complete)",
         "rung 1: 1 probe runs of 2 steps x 2 seeds (1 complete)",
