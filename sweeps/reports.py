@@ -204,10 +204,11 @@ class TrialRecord:
     def retention_interval(self) -> Interval | None:
         """The mean length retention over the seeds with its 95% interval (one seed: no
         interval), None for a trial recorded without one."""
-        values = [s.get("length_retention") for s in self._seed_records()]
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        raw = [s.get("length_retention") for s in self._seed_records()]
+        values = [float(v) for v in raw if isinstance(v, int | float) and math.isfinite(v)]
+        if len(values) != len(raw):
             return None
-        return mean_interval([float(v) for v in values if v is not None], bounds=(0.0, 1.0))
+        return mean_interval(values, bounds=(0.0, 1.0))
 
     def keeps_length(self, collapse_threshold: float = DEFAULT_COLLAPSE_THRESHOLD) -> bool:
         """Whether the seeds show the probe keeps its length: the gate of
@@ -342,24 +343,17 @@ class SweepReportData:
 
         None when no trial on or tied with the front showed that it keeps its length.
         """
-        key_name, kept, _ = self._recommendation_pool()
-        if not kept:
-            return None
-        return Recommendation(
-            trial=kept[0],
-            runner_up=kept[1] if len(kept) > 1 else None,
-            ranked_by=key_name,
-            rule=RECOMMENDATION_RULE.format(benchmark=key_name),
-        )
+        return self.recommendation_and_gated()[0]
 
     def gated_out(self) -> list[TrialRecord]:
         """The front members and tied trials the recommendation's stability gate dropped (their
         seeds do not show they keep their length), in the recommendation's order."""
-        return self._recommendation_pool()[2]
+        return self.recommendation_and_gated()[1]
 
-    def _recommendation_pool(self) -> tuple[str, list[TrialRecord], list[TrialRecord]]:
-        """The objective :data:`RECOMMENDATION_RULE` ranks by, and the front members and tied
-        trials in its order: those that pass the stability gate, and those that do not."""
+    def recommendation_and_gated(self) -> tuple[Recommendation | None, list[TrialRecord]]:
+        """:meth:`recommendation` and :meth:`gated_out` from one ranking of the front members
+        and tied trials (by :data:`RECOMMENDATION_RULE`'s benchmark, then stability), split by
+        the stability gate."""
         names = [o.name for o in self.objectives]
         key_name = next((n for n in RECOMMENDATION_BENCHMARKS if n in names), names[0])
         key = names.index(key_name)
@@ -375,9 +369,19 @@ class SweepReportData:
                 item[0].number,
             ),
         )
-        kept = [t for t, _ in ranked if t.keeps_length(self.collapse_threshold)]
-        gated = [t for t, _ in ranked if not t.keeps_length(self.collapse_threshold)]
-        return key_name, kept, gated
+        kept: list[TrialRecord] = []
+        gated: list[TrialRecord] = []
+        for trial, _ in ranked:
+            (kept if trial.keeps_length(self.collapse_threshold) else gated).append(trial)
+        if not kept:
+            return None, gated
+        chosen = Recommendation(
+            trial=kept[0],
+            runner_up=kept[1] if len(kept) > 1 else None,
+            ranked_by=key_name,
+            rule=RECOMMENDATION_RULE.format(benchmark=key_name),
+        )
+        return chosen, gated
 
     def hypervolume_history(self) -> list[tuple[int, float]]:
         """``(finished trials, hypervolume)`` after each finished trial, in finishing order."""
@@ -453,6 +457,8 @@ class Report:
     """Trials off the front that the intervals cannot tell from it."""
     hypervolume_interval: Interval | None = None
     recommendation: Recommendation | None = None
+    gated_out: list[TrialRecord] = field(default_factory=list)
+    """Front members and tied trials the recommendation's stability gate dropped."""
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON data (what ``report.json`` holds)."""
@@ -481,7 +487,7 @@ class Report:
                     {"number": t.number, "violations": t.violations()} for t in data.infeasible()
                 ],
                 "recommendation": recommendation_json(data.objectives, self.recommendation),
-                "gated_out": [ratio_json(data.objectives, t) for t in data.gated_out()],
+                "gated_out": [ratio_json(data.objectives, t) for t in self.gated_out],
                 "hypervolume_history": [[n, hv] for n, hv in data.hypervolume_history()],
                 "best_values": data.best_values(),
                 "front": [_trial_json(t) for t in self.front],
@@ -648,7 +654,7 @@ class Report:
             lines = [f"- **use {describe(chosen.trial)}**"]
             if chosen.runner_up is not None:
                 lines.append(f"- runner-up: {describe(chosen.runner_up)}")
-        for trial in self.data.gated_out():
+        for trial in self.gated_out:
             lines.append(
                 f"- not recommended, its seeds do not show it keeps its length (threshold "
                 f"{threshold}): {describe(trial)}"
@@ -763,6 +769,7 @@ def front_statistics(data: SweepReportData) -> dict[str, Any]:
     """What the measurement can tell about the front: the tied set, the hypervolume interval,
     the infeasible trials and the recommendation (JSON data, for ``GET /sweeps/{id}/pareto``)."""
     interval = data.hypervolume_interval()
+    chosen, gated = data.recommendation_and_gated()
     return _json_safe(
         {
             "tied": [t.number for t in data.tied()],
@@ -770,8 +777,8 @@ def front_statistics(data: SweepReportData) -> dict[str, Any]:
             "infeasible": [
                 {"number": t.number, "violations": t.violations()} for t in data.infeasible()
             ],
-            "recommendation": recommendation_json(data.objectives, data.recommendation()),
-            "gated_out": [ratio_json(data.objectives, t) for t in data.gated_out()],
+            "recommendation": recommendation_json(data.objectives, chosen),
+            "gated_out": [ratio_json(data.objectives, t) for t in gated],
         }
     )
 
@@ -779,6 +786,7 @@ def front_statistics(data: SweepReportData) -> dict[str, Any]:
 def build_report(data: SweepReportData) -> Report:
     """Compute the front and hypervolume of ``data`` and render its figures."""
     front = data.front()
+    chosen, gated = data.recommendation_and_gated()
     figures = {
         "pareto.png": pareto_figure(data, front),
         "hypervolume.png": hypervolume_figure(data),
@@ -793,7 +801,8 @@ def build_report(data: SweepReportData) -> Report:
         figures=figures,
         tied=data.tied(),
         hypervolume_interval=data.hypervolume_interval(),
-        recommendation=data.recommendation(),
+        recommendation=chosen,
+        gated_out=gated,
     )
 
 

@@ -414,9 +414,11 @@ class SweepSpec(_Frozen):
         full = self.probe.short_window_warning()
         if full is not None:
             return [full]  # its lowest rung is shorter still: one warning says it
+        if not self.fidelity.enabled:
+            return []
         needed = self.probe.informative_steps
         low = self.rungs()[0].steps
-        if not self.fidelity.enabled or low >= needed:
+        if low >= needed:
             return []
         return [
             f"fidelity: rung 0 probes {low} updates, under two stability windows "
