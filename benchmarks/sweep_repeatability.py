@@ -13,8 +13,23 @@ rule before session 8 (drop a trial when any seed collapsed) would have recommen
 More than two ``--seeds`` run one pair per two seeds (``--seeds 2 3 4 5``: sweeps 2 and 3, then
 4 and 5) and end with how many pairs agreed: one pair is one sample of a yes/no outcome.
 
+A pair that disagrees is told why:
+
+- *search*: a sweep's recommended ratio was never probed by the other sweep (no candidate of
+  the other within the tolerances), so the other could not have chosen it; only a larger or
+  better-aimed search (more candidates) closes this gap;
+- *measurement*: both sweeps probed both ratios (or ratios within the tolerances) and ranked them
+  differently: their probe seeds, rung-0 promotion or gate decided, which repeats and intervals
+  address;
+- *undecidable*: a sweep made no recommendation (no ratio passed the stability gate).
+
+``--keep DIR`` keeps each sweep's database and report; ``--from DIR`` reads the reports a
+``--keep`` run left there (``DIR/sweep-<seed>/report/report.json``) and prints the same
+analysis without running a sweep.
+
     nice -n 10 .venv/bin/python benchmarks/sweep_repeatability.py          # ~2 demo sweeps
     nice -n 10 .venv/bin/python benchmarks/sweep_repeatability.py --seeds 2 3 4 5 6 7
+    .venv/bin/python benchmarks/sweep_repeatability.py --seeds 2 3 4 5 6 7 --from DIR
 """
 
 from __future__ import annotations
@@ -125,6 +140,44 @@ def _any_seed_gate(report: dict[str, Any]) -> dict[str, Any] | None:
     return {"trial_number": pool[0]["number"], **{k: pool[0][k] for k in ("weights", "alpha")}}
 
 
+def _close(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two ratios lie within the tolerances of each other."""
+    d_alpha = abs(first["alpha"] - second["alpha"])
+    d_w = max(abs(a - b) for a, b in zip(first["weights"], second["weights"], strict=True))
+    return d_alpha <= ALPHA_TOLERANCE and d_w <= WEIGHT_TOLERANCE
+
+
+def _highest_rung(report: dict[str, Any], ratio: dict[str, Any]) -> int | None:
+    """The highest rung at which ``report``'s sweep completed a probe of ``ratio`` or of a ratio
+    within the tolerances of it (None: never)."""
+    rungs = [
+        (t.get("fidelity") or {}).get("rung", 0)
+        for t in report["trials"]
+        if t["state"] == "complete" and _close(t, ratio)
+    ]
+    return max(rungs, default=None)
+
+
+def _cause(reports: list[dict[str, Any]]) -> str:
+    """Why two sweeps' recommendations differ: search, measurement or undecidable."""
+    picks = [r["recommendation"] for r in reports]
+    if picks[0] is None or picks[1] is None:
+        return "undecidable"
+    notes = []
+    search = False
+    for label, pick, other, other_label in (
+        ("a", picks[0], reports[1], "b"),
+        ("b", picks[1], reports[0], "a"),
+    ):
+        rung = _highest_rung(other, pick)
+        if rung is None:
+            search = True
+            notes.append(f"{label}'s pick never probed by {other_label}")
+        else:
+            notes.append(f"{label}'s pick probed by {other_label} up to rung {rung}")
+    return f"{'search' if search else 'measurement'} ({'; '.join(notes)})"
+
+
 def _agreement(first: dict[str, Any] | None, second: dict[str, Any] | None) -> bool | None:
     """Whether two recommendations agree within the tolerances (None: one is missing)."""
     if first is None or second is None:
@@ -155,6 +208,12 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep each sweep's database and report under this directory"
     )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="analyse the reports a --keep run left in this directory instead of running",
+    )
     args = parser.parse_args()
     if len(args.seeds) % 2:
         parser.error("--seeds takes two seeds per pair")
@@ -162,28 +221,44 @@ def main() -> None:
         parser.error("--seeds must all differ (the sweeps' probes share no seed)")
     if args.keep is not None and args.keep.exists():
         parser.error(f"--keep {args.keep} exists")
+    if args.source is not None:
+        missing = [
+            s
+            for s in args.seeds
+            if not (args.source / f"sweep-{s}/report/report.json").is_file()
+            or not (args.source / f"sweep-{s}/sweep.yaml").is_file()
+        ]
+        if missing:
+            parser.error(f"--from {args.source}: no report of the sweeps of seeds {missing}")
 
     from service.cli._demo_sweep import demo_sweep_spec
     from sweeps.demo import build_world
 
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
-    world = build_world(args.world, seed=0, progress=False)
-    base = demo_sweep_spec(world).to_json_dict()
+    if args.source is not None:
+        base = yaml.safe_load((args.source / f"sweep-{args.seeds[0]}/sweep.yaml").read_text())
+        print(f"reports kept in {args.source}")
+    else:
+        world = build_world(args.world, seed=0, progress=False)
+        base = demo_sweep_spec(world).to_json_dict()
+        print(f"world {world.recipe_hash}")
     repeats = base["probe"]["repeats"]
     print(
-        f"world {world.recipe_hash}; demo sweep: {base['search']['n_trials']} trials, probe "
+        f"demo sweep: {base['search']['n_trials']} trials, probe "
         f"{base['probe']['steps']} updates x {repeats} seed(s), fidelity "
         f"{'on' if (base.get('fidelity') or {}).get('enabled') else 'off'}",
         flush=True,
     )
     outcomes: list[bool | None] = []
     old_outcomes: list[bool | None] = []
+    causes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bai-repeatability-") as tmp:
         root = args.keep or Path(tmp)
         for pair in range(len(args.seeds) // 2):
             picks: list[dict[str, Any] | None] = []
             old_picks: list[dict[str, Any] | None] = []
+            reports: list[dict[str, Any]] = []
             for label, seed in zip("ab", args.seeds[2 * pair : 2 * pair + 2], strict=True):
                 spec = {
                     **base,
@@ -192,7 +267,13 @@ def main() -> None:
                     "probe": {**base["probe"], "seed": seed * repeats},
                 }
                 mark = time.perf_counter()
-                report = _run_sweep(spec, root / f"sweep-{seed}")
+                if args.source is not None:
+                    report = json.loads(
+                        (args.source / f"sweep-{seed}/report/report.json").read_text()
+                    )
+                else:
+                    report = _run_sweep(spec, root / f"sweep-{seed}")
+                reports.append(report)
                 picks.append(report["recommendation"])
                 old_picks.append(_any_seed_gate(report))
                 print(
@@ -203,6 +284,9 @@ def main() -> None:
                 )
                 print("\n".join(_top_rung(report)), flush=True)
             outcomes.append(_agreement(*picks))
+            if outcomes[-1] is not True:
+                causes.append(_cause(reports).split(" ")[0])
+                print(f"  why: {_cause(reports)}", flush=True)
             print("  under the any-seed gate (the rule before session 8): ", end="")
             old_outcomes.append(_agreement(*old_picks))
     if len(outcomes) > 1:
@@ -212,6 +296,11 @@ def main() -> None:
             f"pairs agreeing: {agreed} of {len(outcomes)} "
             f"(under the any-seed gate: {before} of {len(old_outcomes)})"
         )
+        if causes:
+            print(
+                "pairs disagreeing or undecidable, by cause: "
+                + ", ".join(f"{c} {causes.count(c)}" for c in sorted(set(causes)))
+            )
     print(
         f"wall {(time.perf_counter() - started) / 60:.1f} min; load average at start "
         f"{load_start:.1f}, at end {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores"

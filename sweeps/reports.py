@@ -568,7 +568,7 @@ class Report:
             "",
             "## Recommendation",
             "",
-            *self._recommendation_lines(),
+            *self.recommendation_lines(),
             "",
             "## Pareto front",
             "",
@@ -624,7 +624,10 @@ class Report:
                 lines.append(_COLUMN_LEGEND[key])
         return lines
 
-    def _recommendation_lines(self) -> list[str]:
+    def recommendation_lines(self, *, rule: bool = True) -> list[str]:
+        """The recommendation as Markdown list items: the recommended ratio (or why there is
+        none) and the runner-up with their intervals, the ratios the stability gate dropped and,
+        with ``rule``, the rule that chose."""
         chosen = self.recommendation
         objectives = self.data.objectives
 
@@ -659,7 +662,7 @@ class Report:
                 f"- not recommended, its seeds do not show it keeps its length (threshold "
                 f"{threshold}): {describe(trial)}"
             )
-        if chosen is not None:
+        if chosen is not None and rule:
             lines.append(f"- rule: {chosen.rule}")
         return lines
 
@@ -708,7 +711,7 @@ class Report:
             "<h2>Recommendation</h2><ul>"
             + "".join(
                 f"<li>{esc(line.removeprefix('- ').replace('**', ''))}</li>"
-                for line in self._recommendation_lines()
+                for line in self.recommendation_lines()
             )
             + f"</ul><h2>Pareto front</h2>{table}{tied}{images}</body></html>"
         )

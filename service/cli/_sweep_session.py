@@ -135,7 +135,8 @@ def run_synchronously(
 
 
 def print_summary(result: SessionResult) -> None:
-    """The outcome line, the Pareto front as a table and where the report is."""
+    """The outcome line, the Pareto front as a table, the recommendation and where the report
+    is (with the rule the recommendation follows)."""
     from rich.table import Table
 
     outcome = result.outcome
@@ -160,6 +161,9 @@ def print_summary(result: SessionResult) -> None:
         for row in rows:
             front.add_row(*row)
         console.print(front)
+    console.print("recommendation (the rule is in the report):", highlight=False)
+    for line in result.report.recommendation_lines(rule=False):
+        console.print(f"  {line.replace('**', '')}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"report: {result.directory / 'report.md'}", highlight=False, soft_wrap=True)
 
 

@@ -288,6 +288,13 @@ def test_real_single_candidate_within_noise_is_not_a_regression(
     )
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
     assert "REGRESSION" not in result.stdout
+    # The terminal names the recommendation (or says why there is none), as the report does.
+    assert "recommendation (the rule is in the report):" in result.stdout
+    chosen = json.loads((report / "report.json").read_text())["recommendation"]
+    if chosen is None:
+        assert "No recommendation:" in result.stdout
+    else:
+        assert f"use #{chosen['trial_number']} " in result.stdout
     comparison = json.loads((report / "comparison.json").read_text())
     assert comparison["previous_sweep_id"] == resumed_sweep.sweep_id
     assert comparison["regressions"] == [] and comparison["warm_start"] is None

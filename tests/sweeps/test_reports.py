@@ -387,6 +387,10 @@ def test_report_shows_intervals_tied_set_and_recommendation() -> None:
     assert "Statistically tied with the front (intervals overlap): #2" in markdown
     assert "0.9 ± 0.02" in markdown and "95% bootstrap interval" in markdown
     assert "Recommendation" in report.to_html()
+    terminal = report.recommendation_lines(rule=False)  # what bai-sweep run prints
+    assert terminal[0].startswith("- **use #3 w=(0.50, 0.50) a=0.30")
+    assert terminal[1].startswith("- runner-up: #0")
+    assert not any(line.startswith("- rule:") for line in terminal)
     stats = front_statistics(_noisy_data(*NOISY))
     assert stats["tied"] == [2] and stats["recommendation"] == recommended
     assert stats["hypervolume_interval"] == interval and stats["infeasible"] == []
