@@ -148,8 +148,9 @@ def print_summary(result: SessionResult) -> None:
         soft_wrap=True,
     )
     header, rows = result.report.front_table()
-    # trial, kind, weights, alpha and the objectives; the stability details are in the report.
-    shown = 4 + len(result.data.objectives)
+    # trial, rung, kind, weights, alpha and the objectives; the stability details are in the
+    # report.
+    shown = header.index(result.data.objectives[-1].name) + 1 if result.data.objectives else 0
     header, rows = header[:shown], [row[:shown] for row in rows]
     if rows:
         front = Table(
