@@ -135,8 +135,8 @@ def run_synchronously(
 
 
 def print_summary(result: SessionResult) -> None:
-    """The outcome line, the Pareto front as a table, the recommendation and where the report
-    is (with the rule the recommendation follows)."""
+    """The outcome line, the Pareto front as a table, the recommendation (the rule it follows
+    is in the report) and where the report is."""
     from rich.table import Table
 
     outcome = result.outcome
