@@ -137,6 +137,7 @@ def run_synchronously(
 def print_summary(result: SessionResult) -> None:
     """The outcome line, the Pareto front as a table, the recommendation (the rule it follows
     is in the report) and where the report is."""
+    from rich import box
     from rich.table import Table
 
     outcome = result.outcome
@@ -153,9 +154,17 @@ def print_summary(result: SessionResult) -> None:
     shown = header.index(result.data.objectives[-1].name) + 1 if result.data.objectives else 0
     header, rows = header[:shown], [row[:shown] for row in rows]
     if rows:
+        # Rules under the header only and one space between columns: the demo's front (two
+        # objectives with intervals) fits an 80-column log (a nightly job's output is not a
+        # terminal, and rich cuts what does not fit).
         front = Table(
             title=f"Pareto front (hypervolume {result.report.hypervolume:.4f})",
             title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            pad_edge=False,
+            collapse_padding=True,
+            show_edge=False,
         )
         for column in header:
             front.add_column(column, no_wrap=True)

@@ -14,16 +14,18 @@ import pytest
 
 from service.cli._sweep_session import SessionResult, print_summary
 from storage.lease import RunEnd
-from sweeps.reports import build_report
+from sweeps.reports import TrialRecord, build_report
 from sweeps.runner import SweepOutcome
-from tests.sweeps.test_reports import NOISY, _noisy_data
+from tests.sweeps.test_reports import NOISY, _noisy_data, _repeated
 
 
-def _result(tmp_path: Path, *, rung: bool) -> SessionResult:
-    trials = [
+def _result(
+    tmp_path: Path, *, rung: bool, trials: tuple[TrialRecord, ...] = NOISY
+) -> SessionResult:
+    trials = tuple(
         dataclasses.replace(t, fidelity={"rung": 1, "steps": 8, "repeats": 2}) if rung else t
-        for t in NOISY
-    ]
+        for t in trials
+    )
     data = _noisy_data(*trials)
     report = build_report(data)
     outcome = SweepOutcome(
@@ -61,3 +63,29 @@ def test_the_summary_shows_every_objective_and_the_recommendation(
     assert "- use #3 w=(0.50, 0.50) a=0.30" in out and "- runner-up: #0" in out
     assert "**" not in out and "- rule:" not in out
     assert f"report: {tmp_path / 'report.md'}" in out
+
+
+def test_the_front_table_fits_an_80_column_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    # What a nightly job's log gets: not a terminal, so rich's default 80 columns.
+    monkeypatch.setattr("service.cli._sweep_session.console", Console(width=80))
+    # The demo's front as it prints (its widest cells): two baselines with intervals, one of
+    # them clipped at the top of stability's range.
+    reasoning = _repeated(9, 0.8203, 0.7188, 0.1094)
+    stats = reasoning.stability["objective_stats"]
+    stats["stability"] = {**stats["stability"], "low": 0.609, "high": 1.0}
+    demo_front = tuple(
+        dataclasses.replace(t, weights=w, alpha=0.0, seed_kind="baseline")
+        for t, w in ((reasoning, (0.0, 1.0)), (_repeated(8, 0.2949, 0.8125, 0.0592), (1.0, 0.0)))
+    )
+    result = _result(tmp_path, rung=True, trials=demo_front)
+    print_summary(result)
+    out = capsys.readouterr().out
+    assert "…" not in out  # no cell or header was cut to fit
+    assert "0.8203 [0.609, 1]" in out
+    header, rows = result.report.front_table()
+    for cell in (*header[:7], *(c for row in rows for c in row[:7])):
+        assert cell in out
