@@ -794,7 +794,7 @@ def build_report(data: SweepReportData) -> Report:
         "pareto.png": pareto_figure(data, front),
         "hypervolume.png": hypervolume_figure(data),
         "curves.png": curves_figure(data, front),
-        "ratio_map.png": ratio_map_figure(data, front),
+        "ratio_map.png": ratio_map_figure(data, front, chosen=chosen),
         "objectives_by_ratio.png": objectives_by_ratio_figure(data, front),
     }
     return Report(
@@ -884,12 +884,17 @@ def pareto_figure(data: SweepReportData, front: Sequence[TrialRecord]) -> bytes:
 
 
 def ratio_map_figure(
-    data: SweepReportData, front: Sequence[TrialRecord], objective: str | None = None
+    data: SweepReportData,
+    front: Sequence[TrialRecord],
+    objective: str | None = None,
+    *,
+    chosen: Recommendation | None,
 ) -> bytes:
     """Every candidate at (alpha, w_1), coloured by ``objective`` (default: the first one).
 
-    Front members are ringed, the recommendation starred; infeasible trials are grey crosses,
-    failed and pruned ones small grey dots.
+    Front members are ringed, the recommendation (``chosen``, as
+    :meth:`SweepReportData.recommendation_and_gated` gave it) starred; infeasible trials are grey
+    crosses, failed and pruned ones small grey dots.
     """
     from matplotlib import colormaps
 
@@ -944,7 +949,6 @@ def ratio_map_figure(
             label="Pareto front",
             zorder=3,
         )
-    chosen = data.recommendation()
     if chosen is not None:
         ax.scatter(
             [chosen.trial.alpha],

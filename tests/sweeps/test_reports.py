@@ -400,12 +400,12 @@ def test_ratio_map_colours_by_any_objective(tmp_path: Path) -> None:
     data = _data()
     report = build_report(data)
     assert "![Ratio map: every candidate's alpha and w_1](ratio_map.png)" in report.to_markdown()
-    by_benchmark = ratio_map_figure(data, data.front(), "benchmark")
+    by_benchmark = ratio_map_figure(data, data.front(), "benchmark", chosen=data.recommendation())
     assert by_benchmark.startswith(PNG_MAGIC) and by_benchmark != report.figures["ratio_map.png"]
     with pytest.raises(ValueError, match="no objective 'kl'"):
-        ratio_map_figure(data, data.front(), "kl")
+        ratio_map_figure(data, data.front(), "kl", chosen=None)
     empty = SweepReportData("e", "empty", "running", data.objectives, [], n_trials=2)
-    assert ratio_map_figure(empty, []).startswith(PNG_MAGIC)
+    assert ratio_map_figure(empty, [], chosen=None).startswith(PNG_MAGIC)
     assert objectives_by_ratio_figure(empty, []).startswith(PNG_MAGIC)
     assert "objectives_by_ratio.png" in report.to_markdown()
 
