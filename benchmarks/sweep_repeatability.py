@@ -140,10 +140,16 @@ def _any_seed_gate(report: dict[str, Any]) -> dict[str, Any] | None:
     return {"trial_number": pool[0]["number"], **{k: pool[0][k] for k in ("weights", "alpha")}}
 
 
-def _close(first: dict[str, Any], second: dict[str, Any]) -> bool:
-    """Whether two ratios lie within the tolerances of each other."""
+def _distances(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, float]:
+    """Two ratios' ``|d alpha|`` and largest ``|d w|`` over the weights."""
     d_alpha = abs(first["alpha"] - second["alpha"])
     d_w = max(abs(a - b) for a, b in zip(first["weights"], second["weights"], strict=True))
+    return d_alpha, d_w
+
+
+def _close(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two ratios lie within the tolerances of each other."""
+    d_alpha, d_w = _distances(first, second)
     return d_alpha <= ALPHA_TOLERANCE and d_w <= WEIGHT_TOLERANCE
 
 
@@ -158,11 +164,12 @@ def _highest_rung(report: dict[str, Any], ratio: dict[str, Any]) -> int | None:
     return max(rungs, default=None)
 
 
-def _cause(reports: list[dict[str, Any]]) -> str:
-    """Why two sweeps' recommendations differ: search, measurement or undecidable."""
+def _cause(reports: list[dict[str, Any]]) -> tuple[str, str]:
+    """Why two sweeps' recommendations differ (search, measurement or undecidable), and what
+    each sweep probed of the other's pick."""
     picks = [r["recommendation"] for r in reports]
     if picks[0] is None or picks[1] is None:
-        return "undecidable"
+        return "undecidable", "a sweep made no recommendation"
     notes = []
     search = False
     for label, pick, other, other_label in (
@@ -175,7 +182,7 @@ def _cause(reports: list[dict[str, Any]]) -> str:
             notes.append(f"{label}'s pick never probed by {other_label}")
         else:
             notes.append(f"{label}'s pick probed by {other_label} up to rung {rung}")
-    return f"{'search' if search else 'measurement'} ({'; '.join(notes)})"
+    return "search" if search else "measurement", "; ".join(notes)
 
 
 def _agreement(first: dict[str, Any] | None, second: dict[str, Any] | None) -> bool | None:
@@ -183,9 +190,8 @@ def _agreement(first: dict[str, Any] | None, second: dict[str, Any] | None) -> b
     if first is None or second is None:
         print("agreement: undecidable (a sweep made no recommendation)")
         return None
-    d_alpha = abs(first["alpha"] - second["alpha"])
-    d_w = max(abs(a - b) for a, b in zip(first["weights"], second["weights"], strict=True))
-    agree = d_alpha <= ALPHA_TOLERANCE and d_w <= WEIGHT_TOLERANCE
+    d_alpha, d_w = _distances(first, second)
+    agree = _close(first, second)
     print(
         f"agreement: |d alpha| {d_alpha:.3f} (target <= {ALPHA_TOLERANCE}), max |d w| "
         f"{d_w:.3f} (target <= {WEIGHT_TOLERANCE}): {'agree' if agree else 'DISAGREE'}",
@@ -285,8 +291,9 @@ def main() -> None:
                 print("\n".join(_top_rung(report)), flush=True)
             outcomes.append(_agreement(*picks))
             if outcomes[-1] is not True:
-                causes.append(_cause(reports).split(" ")[0])
-                print(f"  why: {_cause(reports)}", flush=True)
+                cause, detail = _cause(reports)
+                causes.append(cause)
+                print(f"  why: {cause} ({detail})", flush=True)
             print("  under the any-seed gate (the rule before session 8): ", end="")
             old_outcomes.append(_agreement(*old_picks))
     if len(outcomes) > 1:
