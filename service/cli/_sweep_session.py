@@ -149,9 +149,9 @@ def print_summary(result: SessionResult) -> None:
         soft_wrap=True,
     )
     header, rows = result.report.front_table()
-    # trial, rung, kind, weights, alpha and the objectives; the stability details are in the
-    # report.
-    shown = header.index(result.data.objectives[-1].name) + 1 if result.data.objectives else 0
+    # trial, rung, kind, weights, alpha and the objectives (a spec has at least one); the
+    # stability details are in the report.
+    shown = header.index(result.data.objectives[-1].name) + 1
     header, rows = header[:shown], [row[:shown] for row in rows]
     if rows:
         # Rules under the header only and one space between columns: the demo's front (two
